@@ -1,0 +1,307 @@
+//! The ledger: one tenant's book, and `apply`, the only way to change it.
+//!
+//! State is split in two. [`State`] is the book itself: plain vectors indexed by dense
+//! ids, serialized whole by snapshots and hashed by [`Ledger::digest`]. [`Index`] is
+//! everything derived from it (code lookups, the idempotency map, the hold deadlines,
+//! the backorder queues); it is rebuilt from `State` on restore, so a snapshot cannot
+//! disagree with its indexes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::FxHashMap;
+
+use crate::catalog::{Dealer, Promotion, Sku, Warehouse};
+use crate::command::{plain_data, Command};
+use crate::error::Rejection;
+use crate::event::{Event, EventKind};
+use crate::ids::{DealerId, OrderId, PromotionId, RegionId, SkuId, TierId, WarehouseId};
+use crate::limits::{HOLD_TTL_S_DEFAULT, ORDER_LINES_MAX_DEFAULT};
+use crate::order::{Order, OrderStatus};
+
+plain_data! {
+    /// The tenant's settings.
+    pub struct Settings {
+        pub hold_ttl_s: u64,
+        pub max_lines: u32,
+        /// Tiers whose backorders are filled first, in this order; empty is FIFO.
+        pub backorder_priority: Vec<TierId>,
+    }
+
+    /// The book: everything a snapshot holds.
+    #[derive(Default)]
+    pub struct State {
+        pub settings: Settings,
+        /// The last event sequence number given out.
+        pub next_event_seq: u64,
+        pub tiers: Vec<String>,
+        pub regions: Vec<String>,
+        pub warehouses: Vec<Warehouse>,
+        pub skus: Vec<Sku>,
+        pub dealers: Vec<Dealer>,
+        pub promotions: Vec<Promotion>,
+        /// Units sold at promotion price per (promotion, dealer), keyed by
+        /// [`usage_key`]; absent means zero.
+        pub promotion_usage: BTreeMap<u64, u64>,
+        /// Orders by id: `orders[id - 1]`.
+        pub orders: Vec<Order>,
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            hold_ttl_s: HOLD_TTL_S_DEFAULT,
+            max_lines: ORDER_LINES_MAX_DEFAULT,
+            backorder_priority: Vec::new(),
+        }
+    }
+}
+
+/// The key of `State::promotion_usage`.
+pub(crate) fn usage_key(promotion: PromotionId, dealer: DealerId) -> u64 {
+    (u64::from(promotion.0) << 32) | u64::from(dealer.0)
+}
+
+/// Lookups derived from [`State`]; never serialized.
+#[derive(Default, Clone, Debug)]
+pub(crate) struct Index {
+    pub tiers: FxHashMap<String, TierId>,
+    pub regions: FxHashMap<String, RegionId>,
+    pub warehouses: FxHashMap<String, WarehouseId>,
+    /// Warehouse position in code order, the tie-break of allocation.
+    pub warehouse_rank: Vec<u32>,
+    pub skus: FxHashMap<String, SkuId>,
+    /// SKUs in code order, for paged stock listings.
+    pub skus_by_code: BTreeMap<String, SkuId>,
+    pub dealers: FxHashMap<String, DealerId>,
+    pub promotions: FxHashMap<String, PromotionId>,
+    /// Promotions of each SKU, in code order (the tie-break between equal prices).
+    pub sku_promotions: Vec<Vec<PromotionId>>,
+    /// Per dealer: client_order_id → order.
+    pub client_orders: Vec<FxHashMap<String, OrderId>>,
+    /// Per dealer: every order id, ascending.
+    pub dealer_orders: Vec<Vec<OrderId>>,
+    /// Per dealer: ids of open orders.
+    pub dealer_open: Vec<BTreeSet<OrderId>>,
+    /// Held orders by deadline.
+    pub holds: BTreeSet<(u64, OrderId)>,
+    /// Per SKU: queued orders by (tier rank, order id); FIFO within a rank.
+    pub queues: Vec<BTreeSet<(u32, OrderId)>>,
+}
+
+/// What an applied command did.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+#[serde(tag = "type", content = "order", rename_all = "snake_case")]
+pub enum Effect {
+    /// A new order was accepted.
+    OrderPlaced(OrderId),
+    /// The idempotency key named an existing order with the same body; nothing changed.
+    OrderReplayed(OrderId),
+    /// An order changed status.
+    OrderUpdated(OrderId),
+    /// Master data, settings, stock or a payment changed.
+    Applied,
+    /// Holds were expired (only `Tick` reports this; other commands expire silently
+    /// first).
+    Ticked { expired: u32 },
+}
+
+/// The result of [`Ledger::apply`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub result: Result<Effect, Rejection>,
+    /// Whether the ledger changed, so that the command must be logged for replay. True
+    /// for every applied command except an idempotent replay, and for a refused one
+    /// when holds expired before it.
+    pub changed: bool,
+}
+
+/// One tenant's book.
+#[derive(Clone, Debug, Default)]
+pub struct Ledger {
+    pub(crate) state: State,
+    pub(crate) index: Index,
+    /// Scratch space reused by placements, so the hot path does not allocate for it.
+    pub(crate) scratch: crate::allocation::Scratch,
+}
+
+impl PartialEq for Ledger {
+    fn eq(&self, other: &Self) -> bool {
+        self.state == other.state
+    }
+}
+
+impl Ledger {
+    /// An empty book with the given settings.
+    pub fn new(settings: Settings) -> Self {
+        Self { state: State { settings, ..State::default() }, ..Self::default() }
+    }
+
+    /// Apply one command at time `now_ms` (milliseconds since the Unix epoch), pushing
+    /// the events it causes onto `events`. Holds due at `now_ms` expire first, whatever
+    /// the command. A refused command changes nothing else.
+    pub fn apply(&mut self, now_ms: u64, command: &Command, events: &mut Vec<Event>) -> Outcome {
+        let expired = self.expire_due(now_ms, events);
+        let result = match command {
+            Command::PutWarehouse(spec) => self.put_warehouse(spec),
+            Command::PutSku(spec) => self.put_sku(spec, now_ms, events),
+            Command::PutDealer(spec) => self.put_dealer(spec),
+            Command::PutPromotion(spec) => self.put_promotion(spec),
+            Command::PutSettings(patch) => self.put_settings(patch),
+            Command::Receive { sku, warehouse, qty } => {
+                self.receive(sku, warehouse, *qty, now_ms, events)
+            }
+            Command::Adjust { sku, warehouse, on_hand } => {
+                self.adjust(sku, warehouse, *on_hand, now_ms, events)
+            }
+            Command::PlaceOrder(request) => self.place(now_ms, request, events),
+            Command::ActOnOrder { order, action } => {
+                self.act_on_order(now_ms, *order, *action, events)
+            }
+            Command::RecordPayment { dealer, amount } => {
+                self.record_payment(dealer, *amount, now_ms, events)
+            }
+            Command::Tick => Ok(Effect::Ticked { expired }),
+        };
+        let changed = expired > 0 || matches!(&result, Ok(effect) if !matches!(effect, Effect::OrderReplayed(_)));
+        Outcome { result, changed }
+    }
+
+    /// The tenant's settings.
+    pub fn settings(&self) -> &Settings {
+        &self.state.settings
+    }
+
+    /// The book itself, read-only.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The last event sequence number given out (0 before the first event).
+    pub fn last_event_seq(&self) -> u64 {
+        self.state.next_event_seq
+    }
+
+    pub(crate) fn emit(&mut self, now_ms: u64, kind: EventKind, events: &mut Vec<Event>) {
+        self.state.next_event_seq += 1;
+        events.push(Event { seq: self.state.next_event_seq, at_ms: now_ms, kind });
+    }
+
+    /// A dealer's place in backorder queues: its tier's position in the priority list,
+    /// or after every listed tier.
+    pub(crate) fn tier_rank(&self, dealer: DealerId) -> u32 {
+        let tier = self.state.dealers[dealer.index()].tier;
+        let priority = &self.state.settings.backorder_priority;
+        priority.iter().position(|&t| t == tier).unwrap_or(priority.len()) as u32
+    }
+
+    pub(crate) fn intern_tier(&mut self, name: &str) -> TierId {
+        if let Some(&id) = self.index.tiers.get(name) {
+            return id;
+        }
+        let id = TierId(self.state.tiers.len() as u32);
+        self.state.tiers.push(name.to_owned());
+        self.index.tiers.insert(name.to_owned(), id);
+        id
+    }
+
+    pub(crate) fn intern_region(&mut self, name: &str) -> RegionId {
+        if let Some(&id) = self.index.regions.get(name) {
+            return id;
+        }
+        let id = RegionId(self.state.regions.len() as u32);
+        self.state.regions.push(name.to_owned());
+        self.index.regions.insert(name.to_owned(), id);
+        id
+    }
+
+    /// Rebuild every index from the state (after restore).
+    pub(crate) fn rebuild_index(&mut self) {
+        let state = &self.state;
+        let mut index = Index {
+            tiers: names_index(&state.tiers, TierId),
+            regions: names_index(&state.regions, RegionId),
+            warehouses: codes_index(state.warehouses.iter().map(|w| &w.code), WarehouseId),
+            skus: codes_index(state.skus.iter().map(|s| &s.code), SkuId),
+            dealers: codes_index(state.dealers.iter().map(|d| &d.code), DealerId),
+            promotions: codes_index(state.promotions.iter().map(|p| &p.code), PromotionId),
+            ..Index::default()
+        };
+        index.skus_by_code = index.skus.iter().map(|(code, &id)| (code.clone(), id)).collect();
+        index.sku_promotions = vec![Vec::new(); state.skus.len()];
+        for (i, promotion) in state.promotions.iter().enumerate() {
+            index.sku_promotions[promotion.sku.index()].push(PromotionId(i as u32));
+        }
+        for list in &mut index.sku_promotions {
+            list.sort_by(|a, b| state.promotions[a.index()].code.cmp(&state.promotions[b.index()].code));
+        }
+        let dealers = state.dealers.len();
+        index.client_orders = vec![FxHashMap::default(); dealers];
+        index.dealer_orders = vec![Vec::new(); dealers];
+        index.dealer_open = vec![BTreeSet::new(); dealers];
+        for order in &state.orders {
+            let d = order.dealer.index();
+            index.client_orders[d].insert(order.client_order_id.clone(), order.id);
+            index.dealer_orders[d].push(order.id);
+            if order.status.is_open() {
+                index.dealer_open[d].insert(order.id);
+            }
+            if order.status == OrderStatus::Held {
+                let at = order.hold_expires_at_ms.expect("a held order has a deadline");
+                index.holds.insert((at, order.id));
+            }
+        }
+        self.index = index;
+        self.rank_warehouses();
+        self.rebuild_queues();
+    }
+
+    /// Recompute every backorder queue from the backordered orders (after restore, or
+    /// when the priority or a queued dealer's tier changes).
+    pub(crate) fn rebuild_queues(&mut self) {
+        let mut queues = vec![BTreeSet::new(); self.state.skus.len()];
+        for order in &self.state.orders {
+            if order.status != OrderStatus::Backordered {
+                continue;
+            }
+            let rank = self.tier_rank(order.dealer);
+            for line in order.lines.iter().filter(|l| l.backordered > 0) {
+                queues[line.sku.index()].insert((rank, order.id));
+            }
+        }
+        self.index.queues = queues;
+    }
+
+    /// Recompute the warehouses' code order (when one is added).
+    pub(crate) fn rank_warehouses(&mut self) {
+        let mut by_code: Vec<usize> = (0..self.state.warehouses.len()).collect();
+        by_code.sort_by(|&a, &b| self.state.warehouses[a].code.cmp(&self.state.warehouses[b].code));
+        let mut rank = vec![0; by_code.len()];
+        for (position, &warehouse) in by_code.iter().enumerate() {
+            rank[warehouse] = position as u32;
+        }
+        self.index.warehouse_rank = rank;
+    }
+}
+
+fn names_index<T>(names: &[String], id: impl Fn(u32) -> T) -> FxHashMap<String, T> {
+    names.iter().enumerate().map(|(i, name)| (name.clone(), id(i as u32))).collect()
+}
+
+fn codes_index<'a, T>(
+    codes: impl Iterator<Item = &'a String>,
+    id: impl Fn(u32) -> T,
+) -> FxHashMap<String, T> {
+    codes.enumerate().map(|(i, code)| (code.clone(), id(i as u32))).collect()
+}

@@ -1,0 +1,331 @@
+//! Orders: the record of what was promised, and the lifecycle that moves it.
+//!
+//! ```text
+//! held ──confirm──▶ confirmed ──ship──▶ shipped
+//!  │  └─expire (time)─▶ expired
+//! pending_approval ──approve──▶ confirmed      ──reject──▶ rejected
+//! backordered ──(restock fills every line)──▶ held (or pending_approval)
+//! held | pending_approval | backordered | confirmed ──cancel──▶ cancelled
+//! ```
+
+use crate::command::{plain_data, PlaceOrder, Unit};
+use crate::error::Rejection;
+use crate::event::{Event, EventKind};
+use crate::ids::{DealerId, OrderId, PromotionId, SkuId, WarehouseId};
+use crate::ledger::{Effect, Ledger};
+
+/// Where an order is in its lifecycle. Every order is in exactly one.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    Held,
+    PendingApproval,
+    Backordered,
+    Confirmed,
+    Shipped,
+    Cancelled,
+    Expired,
+    Rejected,
+}
+
+impl OrderStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [Self; 8] = [
+        Self::Held,
+        Self::PendingApproval,
+        Self::Backordered,
+        Self::Confirmed,
+        Self::Shipped,
+        Self::Cancelled,
+        Self::Expired,
+        Self::Rejected,
+    ];
+
+    /// Whether the order still holds stock, credit or a queue place.
+    pub fn is_open(self) -> bool {
+        matches!(self, Self::Held | Self::PendingApproval | Self::Backordered | Self::Confirmed)
+    }
+
+    /// The lowercase name, as on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Held => "held",
+            Self::PendingApproval => "pending_approval",
+            Self::Backordered => "backordered",
+            Self::Confirmed => "confirmed",
+            Self::Shipped => "shipped",
+            Self::Cancelled => "cancelled",
+            Self::Expired => "expired",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    /// The status with this wire name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// What an admin or portal does to an order.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderAction {
+    Confirm,
+    Approve,
+    Reject,
+    Ship,
+    Cancel,
+}
+
+impl OrderAction {
+    /// The status this action leads to from `from`, if it may be taken there.
+    pub fn target(self, from: OrderStatus) -> Option<OrderStatus> {
+        use OrderStatus as S;
+        match (self, from) {
+            (Self::Confirm, S::Held) | (Self::Approve, S::PendingApproval) => Some(S::Confirmed),
+            (Self::Reject, S::PendingApproval) => Some(S::Rejected),
+            (Self::Ship, S::Confirmed) => Some(S::Shipped),
+            (Self::Cancel, S::Held | S::PendingApproval | S::Backordered | S::Confirmed) => {
+                Some(S::Cancelled)
+            }
+            _ => None,
+        }
+    }
+}
+
+plain_data! {
+    /// An order, as the ledger keeps it (closed orders stay as history).
+    pub struct Order {
+        pub id: OrderId,
+        pub client_order_id: String,
+        pub dealer: DealerId,
+        pub status: OrderStatus,
+        pub lines: Vec<OrderLine>,
+        /// Every reservation made for the order, by line index and warehouse (one entry
+        /// per pair). Kept as history once the order is closed.
+        pub allocations: Vec<Allocation>,
+        /// Sum of `qty * unit_price` over the lines, before rebate.
+        pub total: i64,
+        pub rebate_used: i64,
+        /// Whether the order was placed with `backorder: true`.
+        pub backorder: bool,
+        pub created_at_ms: u64,
+        pub updated_at_ms: u64,
+        pub hold_expires_at_ms: Option<u64>,
+    }
+
+    /// One line of an order.
+    pub struct OrderLine {
+        pub sku: SkuId,
+        /// The quantity and unit as requested (kept to recognise idempotent replays).
+        pub requested_qty: u64,
+        pub unit: Unit,
+        /// The quantity in units.
+        pub qty: u64,
+        pub unit_price: i64,
+        /// Units still waiting in the backorder queue (history once the order closes).
+        pub backordered: u64,
+        /// The promotion that priced this line, if any.
+        pub promotion: Option<PromotionId>,
+    }
+
+    /// Units of one line reserved in one warehouse.
+    pub struct Allocation {
+        pub line: u32,
+        pub warehouse: WarehouseId,
+        pub qty: u64,
+    }
+}
+
+impl Order {
+    /// What the order holds against the dealer's credit: its total less rebate.
+    pub fn credit_amount(&self) -> i64 {
+        self.total - self.rebate_used
+    }
+
+    /// Units of `line` reserved, over all warehouses.
+    pub fn allocated(&self, line: usize) -> u64 {
+        self.allocations.iter().filter(|a| a.line as usize == line).map(|a| a.qty).sum()
+    }
+
+    /// Whether `request` is the same body this order was placed with (defaults applied).
+    pub(crate) fn same_request(&self, request: &PlaceOrder, sku_ids: &[Option<SkuId>]) -> bool {
+        self.backorder == request.backorder
+            && self.rebate_used == request.use_rebate
+            && self.lines.len() == request.lines.len()
+            && self.lines.iter().zip(&request.lines).zip(sku_ids).all(|((line, req), id)| {
+                Some(line.sku) == *id && line.requested_qty == req.qty && line.unit == req.unit
+            })
+    }
+}
+
+impl Ledger {
+    /// Confirm, approve, reject, ship or cancel.
+    pub(crate) fn act_on_order(
+        &mut self,
+        now_ms: u64,
+        id: OrderId,
+        action: OrderAction,
+        events: &mut Vec<Event>,
+    ) -> Result<Effect, Rejection> {
+        let slot = self.order_slot(id)?;
+        let from = self.state.orders[slot].status;
+        let to = action
+            .target(from)
+            .ok_or(Rejection::InvalidTransition { order: id, from, action })?;
+        let dealer = self.state.orders[slot].dealer;
+        match action {
+            OrderAction::Confirm | OrderAction::Approve => self.confirm(slot)?,
+            OrderAction::Ship => self.ship(slot, now_ms, events)?,
+            OrderAction::Reject | OrderAction::Cancel => {}
+        }
+        let order = &mut self.state.orders[slot];
+        order.status = to;
+        order.updated_at_ms = now_ms;
+        if let Some(at) = order.hold_expires_at_ms.take() {
+            self.index.holds.remove(&(at, id));
+        }
+        self.emit(now_ms, EventKind::OrderStatusChanged { order: id, dealer, from, to }, events);
+        if !to.is_open() {
+            self.index.dealer_open[dealer.index()].remove(&id);
+        }
+        if matches!(action, OrderAction::Reject | OrderAction::Cancel) {
+            self.release(slot, from, now_ms, events);
+        }
+        Ok(Effect::OrderUpdated(id))
+    }
+
+    /// Move the order's credit from held to used.
+    fn confirm(&mut self, slot: usize) -> Result<(), Rejection> {
+        let order = &self.state.orders[slot];
+        let amount = order.credit_amount();
+        let dealer = &mut self.state.dealers[order.dealer.index()];
+        let used =
+            dealer.credit_used.checked_add(amount).ok_or_else(|| Rejection::overflow("credit_used"))?;
+        dealer.credit_held -= amount;
+        dealer.credit_used = used;
+        Ok(())
+    }
+
+    /// Take the shipped units out of stock and accrue the dealer's rebate.
+    fn ship(&mut self, slot: usize, now_ms: u64, events: &mut Vec<Event>) -> Result<(), Rejection> {
+        let order = &self.state.orders[slot];
+        let dealer_id = order.dealer;
+        let rate = i128::from(self.state.dealers[dealer_id.index()].rebate_rate_bp);
+        let rebate = i64::try_from(i128::from(order.total) * rate / 10_000)
+            .map_err(|_| Rejection::overflow("rebate_balance"))?;
+        let balance = self.state.dealers[dealer_id.index()]
+            .rebate_balance
+            .checked_add(rebate)
+            .ok_or_else(|| Rejection::overflow("rebate_balance"))?;
+        let order = &self.state.orders[slot];
+        for allocation in &order.allocations {
+            let sku = order.lines[allocation.line as usize].sku;
+            let sku = &mut self.state.skus[sku.index()];
+            let cell = sku.cell_mut(allocation.warehouse).expect("an allocation names a stocked cell");
+            cell.on_hand -= allocation.qty;
+            cell.reserved -= allocation.qty;
+            sku.on_hand -= allocation.qty;
+            sku.reserved -= allocation.qty;
+        }
+        self.state.dealers[dealer_id.index()].rebate_balance = balance;
+        if rebate > 0 {
+            let order = self.state.orders[slot].id;
+            self.emit(now_ms, EventKind::RebateAccrued { dealer: dealer_id, order, amount: rebate }, events);
+        }
+        Ok(())
+    }
+
+    /// Give back everything an order closed from `from` held: reservations, queue
+    /// places, promotion quota, credit and rebate; then let the released stock fill
+    /// backorders.
+    pub(crate) fn release(
+        &mut self,
+        slot: usize,
+        from: OrderStatus,
+        now_ms: u64,
+        events: &mut Vec<Event>,
+    ) {
+        let order = &self.state.orders[slot];
+        let id = order.id;
+        let dealer = order.dealer;
+        for allocation in &order.allocations {
+            let sku_id = order.lines[allocation.line as usize].sku;
+            let sku = &mut self.state.skus[sku_id.index()];
+            let cell = sku.cell_mut(allocation.warehouse).expect("an allocation names a stocked cell");
+            cell.reserved -= allocation.qty;
+            sku.reserved -= allocation.qty;
+            let kind = EventKind::StockReleased {
+                order: id,
+                sku: sku_id,
+                warehouse: allocation.warehouse,
+                qty: allocation.qty,
+            };
+            self.state.next_event_seq += 1;
+            events.push(Event { seq: self.state.next_event_seq, at_ms: now_ms, kind });
+        }
+        for line in &order.lines {
+            if from == OrderStatus::Backordered && line.backordered > 0 {
+                let rank = self.tier_rank(dealer);
+                let removed = self.index.queues[line.sku.index()].remove(&(rank, id));
+                assert!(removed, "a backordered line is queued");
+                self.state.skus[line.sku.index()].backordered -= line.backordered;
+            }
+            if let Some(promotion) = line.promotion {
+                self.state.promotions[promotion.index()].used -= line.qty;
+                let key = crate::ledger::usage_key(promotion, dealer);
+                let used = self.state.promotion_usage.get_mut(&key).expect("promo usage recorded");
+                *used -= line.qty;
+                if *used == 0 {
+                    self.state.promotion_usage.remove(&key);
+                }
+            }
+        }
+        let amount = order.credit_amount();
+        let rebate = order.rebate_used;
+        let account = &mut self.state.dealers[dealer.index()];
+        if from == OrderStatus::Confirmed {
+            account.credit_used = (account.credit_used - amount).max(0);
+        } else {
+            account.credit_held -= amount;
+        }
+        // The rebate was part of this balance before; only accruals since could push
+        // it to the limit, and saturating there is the conservative answer.
+        account.rebate_balance = account.rebate_balance.saturating_add(rebate);
+        for line in 0..self.state.orders[slot].lines.len() {
+            let sku = self.state.orders[slot].lines[line].sku;
+            self.settle_sku(sku, now_ms, events);
+        }
+    }
+
+    pub(crate) fn order_slot(&self, id: OrderId) -> Result<usize, Rejection> {
+        id.slot()
+            .filter(|&slot| slot < self.state.orders.len())
+            .ok_or(Rejection::UnknownOrder { order: id })
+    }
+}

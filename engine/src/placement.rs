@@ -1,0 +1,271 @@
+//! Placing an order, in one atomic step: idempotency, validation, pricing, rebate and
+//! credit, allocation, then either all-or-nothing rejection or reservation plus
+//! backorder queueing. Everything is checked before anything changes.
+
+use crate::allocation::{pick_warehouses, LinePlan, Scratch};
+use crate::command::{PlaceOrder, Unit};
+use crate::error::{Rejection, ShortLine};
+use crate::event::{Event, EventKind};
+use crate::ids::{is_valid_client_order_id, DealerId, OrderId};
+use crate::ledger::{usage_key, Effect, Ledger};
+use crate::limits::{MONEY_MAX, QTY_MAX};
+use crate::order::{Allocation, Order, OrderLine, OrderStatus};
+
+impl Ledger {
+    pub(crate) fn place(
+        &mut self,
+        now_ms: u64,
+        request: &PlaceOrder,
+        events: &mut Vec<Event>,
+    ) -> Result<Effect, Rejection> {
+        if !is_valid_client_order_id(&request.client_order_id) {
+            return Err(Rejection::invalid(
+                "client_order_id",
+                "must be 1-128 printable ASCII characters",
+            ));
+        }
+        let dealer = *self
+            .index
+            .dealers
+            .get(request.dealer.as_str())
+            .ok_or_else(|| Rejection::UnknownDealer { dealer: request.dealer.clone() })?;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let result = self.place_with(now_ms, request, dealer, &mut scratch, events);
+        self.scratch = scratch;
+        result
+    }
+
+    fn place_with(
+        &mut self,
+        now_ms: u64,
+        request: &PlaceOrder,
+        dealer: DealerId,
+        scratch: &mut Scratch,
+        events: &mut Vec<Event>,
+    ) -> Result<Effect, Rejection> {
+        scratch.sku_ids.clear();
+        scratch
+            .sku_ids
+            .extend(request.lines.iter().map(|l| self.index.skus.get(l.sku.as_str()).copied()));
+        let known = self.index.client_orders[dealer.index()].get(request.client_order_id.as_str());
+        if let Some(&id) = known {
+            let order = &self.state.orders[self.order_slot(id)?];
+            return if order.same_request(request, &scratch.sku_ids) {
+                Ok(Effect::OrderReplayed(id))
+            } else {
+                Err(Rejection::IdempotencyConflict { order: id })
+            };
+        }
+        let total = self.plan_lines(now_ms, request, dealer, scratch)?;
+        let account = &self.state.dealers[dealer.index()];
+        if !(0..=MONEY_MAX).contains(&request.use_rebate) {
+            return Err(Rejection::invalid("use_rebate", format!("must be between 0 and {MONEY_MAX}")));
+        }
+        let allowed = account.rebate_balance.min(total);
+        if request.use_rebate > allowed {
+            return Err(Rejection::RebateExceeded { requested: request.use_rebate, allowed });
+        }
+        let needed = total - request.use_rebate;
+        let available = account.available_credit();
+        if needed > available {
+            return Err(Rejection::CreditExceeded { needed, available });
+        }
+        let short = scratch.lines.iter().any(|l| l.available < l.qty);
+        if short && !request.backorder {
+            let lines = scratch
+                .lines
+                .iter()
+                .filter(|l| l.available < l.qty)
+                .map(|l| ShortLine {
+                    sku: self.state.skus[l.sku.index()].code.clone(),
+                    requested: l.qty,
+                    available: l.available,
+                })
+                .collect();
+            return Err(Rejection::InsufficientStock { lines });
+        }
+        let id = self.commit_order(now_ms, request, dealer, total, short, scratch, events);
+        Ok(Effect::OrderPlaced(id))
+    }
+
+    /// Validate and price every line into `scratch.lines`; returns the order total.
+    fn plan_lines(
+        &self,
+        now_ms: u64,
+        request: &PlaceOrder,
+        dealer: DealerId,
+        scratch: &mut Scratch,
+    ) -> Result<i64, Rejection> {
+        let max_lines = self.state.settings.max_lines as usize;
+        if request.lines.is_empty() || request.lines.len() > max_lines {
+            return Err(Rejection::invalid("lines", format!("must have 1 to {max_lines} lines")));
+        }
+        scratch.lines.clear();
+        let mut total: i64 = 0;
+        for (i, (line, id)) in request.lines.iter().zip(&scratch.sku_ids).enumerate() {
+            let sku_id = id.ok_or_else(|| Rejection::UnknownSku { sku: line.sku.clone() })?;
+            let sku = &self.state.skus[sku_id.index()];
+            if !(1..=QTY_MAX).contains(&line.qty) {
+                return Err(Rejection::invalid(
+                    format!("lines[{i}].qty"),
+                    format!("must be between 1 and {QTY_MAX}"),
+                ));
+            }
+            let case_size = u64::from(sku.case_size);
+            let qty = match line.unit {
+                Unit::Unit => line.qty,
+                Unit::Case => line
+                    .qty
+                    .checked_mul(case_size)
+                    .filter(|&q| q <= QTY_MAX)
+                    .ok_or_else(|| Rejection::overflow(format!("lines[{i}].qty")))?,
+            };
+            if !sku.split_case && qty % case_size != 0 {
+                return Err(Rejection::invalid(
+                    format!("lines[{i}].qty"),
+                    format!("SKU `{}` is sold in whole cases of {case_size}", sku.code),
+                ));
+            }
+            if qty < sku.min_qty {
+                return Err(Rejection::invalid(
+                    format!("lines[{i}].qty"),
+                    format!("SKU `{}` needs at least {} units", sku.code, sku.min_qty),
+                ));
+            }
+            let (unit_price, promotion) = self.price(sku_id, dealer, qty, now_ms);
+            total = i64::try_from(qty)
+                .ok()
+                .and_then(|q| q.checked_mul(unit_price))
+                .and_then(|amount| total.checked_add(amount))
+                .ok_or_else(|| Rejection::overflow("total"))?;
+            scratch.lines.push(LinePlan {
+                sku: sku_id,
+                qty,
+                unit_price,
+                promotion,
+                available: sku.available(),
+            });
+        }
+        scratch.sorted_skus.clear();
+        scratch.sorted_skus.extend(scratch.lines.iter().map(|l| l.sku));
+        scratch.sorted_skus.sort_unstable();
+        if let Some(pair) = scratch.sorted_skus.windows(2).find(|w| w[0] == w[1]) {
+            let code = &self.state.skus[pair[0].index()].code;
+            return Err(Rejection::invalid("lines", format!("SKU `{code}` appears twice")));
+        }
+        Ok(total)
+    }
+
+    /// Make the checked order real. Cannot fail: everything was checked.
+    #[allow(clippy::too_many_arguments)]
+    fn commit_order(
+        &mut self,
+        now_ms: u64,
+        request: &PlaceOrder,
+        dealer: DealerId,
+        total: i64,
+        short: bool,
+        scratch: &mut Scratch,
+        events: &mut Vec<Event>,
+    ) -> OrderId {
+        let id = OrderId(self.state.orders.len() as u64 + 1);
+        let account = &self.state.dealers[dealer.index()];
+        let region = account.region;
+        let status = if short {
+            OrderStatus::Backordered
+        } else if account.approval_threshold.is_some_and(|t| total > t) {
+            OrderStatus::PendingApproval
+        } else {
+            OrderStatus::Held
+        };
+        let hold_expires_at_ms = (status == OrderStatus::Held).then(|| self.hold_deadline(now_ms));
+        self.emit(now_ms, EventKind::OrderPlaced { order: id, dealer, status, total }, events);
+        let rank = if short { self.tier_rank(dealer) } else { 0 };
+        let mut lines = Vec::with_capacity(scratch.lines.len());
+        let mut allocations = Vec::with_capacity(scratch.lines.len());
+        for (i, (plan, request_line)) in scratch.lines.iter().zip(&request.lines).enumerate() {
+            let take = plan.qty.min(plan.available);
+            if take > 0 {
+                let warehouses = &self.state.warehouses;
+                let found = pick_warehouses(
+                    &self.state.skus[plan.sku.index()],
+                    region,
+                    |w| warehouses[w.index()].region,
+                    &self.index.warehouse_rank,
+                    take,
+                    &mut scratch.candidates,
+                    &mut scratch.picks,
+                );
+                assert_eq!(found, take, "available stock is in the cells");
+                for &(warehouse, qty) in &scratch.picks {
+                    self.reserve(plan.sku, warehouse, qty);
+                    allocations.push(Allocation { line: i as u32, warehouse, qty });
+                    let kind = EventKind::StockReserved { order: id, sku: plan.sku, warehouse, qty };
+                    self.emit(now_ms, kind, events);
+                }
+            }
+            let backordered = plan.qty - take;
+            if backordered > 0 {
+                self.state.skus[plan.sku.index()].backordered += backordered;
+                self.index.queues[plan.sku.index()].insert((rank, id));
+                let kind = EventKind::BackorderQueued { order: id, sku: plan.sku, qty: backordered };
+                self.emit(now_ms, kind, events);
+            }
+            if let Some(promotion) = plan.promotion {
+                self.state.promotions[promotion.index()].used += plan.qty;
+                *self.state.promotion_usage.entry(usage_key(promotion, dealer)).or_insert(0) += plan.qty;
+            }
+            lines.push(OrderLine {
+                sku: plan.sku,
+                requested_qty: request_line.qty,
+                unit: request_line.unit,
+                qty: plan.qty,
+                unit_price: plan.unit_price,
+                backordered,
+                promotion: plan.promotion,
+            });
+        }
+        let account = &mut self.state.dealers[dealer.index()];
+        account.credit_held += total - request.use_rebate;
+        account.rebate_balance -= request.use_rebate;
+        self.state.orders.push(Order {
+            id,
+            client_order_id: request.client_order_id.clone(),
+            dealer,
+            status,
+            lines,
+            allocations,
+            total,
+            rebate_used: request.use_rebate,
+            backorder: request.backorder,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            hold_expires_at_ms,
+        });
+        let d = dealer.index();
+        self.index.client_orders[d].insert(request.client_order_id.clone(), id);
+        self.index.dealer_orders[d].push(id);
+        self.index.dealer_open[d].insert(id);
+        if let Some(at) = hold_expires_at_ms {
+            self.index.holds.insert((at, id));
+        }
+        for plan in &scratch.lines {
+            self.check_low_stock(plan.sku, now_ms, events);
+        }
+        id
+    }
+
+    /// Reserve `qty` units of a cell for an order.
+    pub(crate) fn reserve(&mut self, sku: crate::ids::SkuId, warehouse: crate::ids::WarehouseId, qty: u64) {
+        let sku = &mut self.state.skus[sku.index()];
+        let cell = sku.cell_mut(warehouse).expect("picked cells exist");
+        cell.reserved += qty;
+        assert!(cell.reserved <= cell.on_hand, "reservation within on_hand");
+        sku.reserved += qty;
+    }
+
+    /// When a hold that starts now ends.
+    pub(crate) fn hold_deadline(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_add(self.state.settings.hold_ttl_s * 1000)
+    }
+}

@@ -1,0 +1,52 @@
+//! Pricing: the unit price a dealer gets for a line, now.
+//!
+//! An active (`starts_at ≤ now < ends_at`), tier-eligible promotion whose remaining
+//! quota and the dealer's remaining per-dealer allowance both cover the whole line
+//! prices it, the lowest such price winning, ties by promotion code; else the dealer's
+//! tier price; else its region price; else the base price.
+
+use crate::ids::{DealerId, PromotionId, SkuId};
+use crate::ledger::{usage_key, Ledger};
+
+impl Ledger {
+    /// The unit price of `qty` units of `sku` for `dealer` at `now_ms`, and the
+    /// promotion that gives it, if any.
+    pub(crate) fn price(&self, sku: SkuId, dealer: DealerId, qty: u64, now_ms: u64) -> (i64, Option<PromotionId>) {
+        if let Some((price, promotion)) = self.best_promotion(sku, dealer, qty, now_ms) {
+            return (price, Some(promotion));
+        }
+        let sku = &self.state.skus[sku.index()];
+        let account = &self.state.dealers[dealer.index()];
+        if let Some(p) = sku.tier_prices.iter().find(|p| p.tier == account.tier) {
+            return (p.price, None);
+        }
+        if let Some(p) = sku.region_prices.iter().find(|p| p.region == account.region) {
+            return (p.price, None);
+        }
+        (sku.base_price, None)
+    }
+
+    fn best_promotion(&self, sku: SkuId, dealer: DealerId, qty: u64, now_ms: u64) -> Option<(i64, PromotionId)> {
+        let tier = self.state.dealers[dealer.index()].tier;
+        let mut best: Option<(i64, PromotionId)> = None;
+        // The list is in code order, so keeping the first of equal prices breaks ties
+        // by code.
+        for &id in &self.index.sku_promotions[sku.index()] {
+            let promotion = &self.state.promotions[id.index()];
+            let active = promotion.starts_at_ms <= now_ms && now_ms < promotion.ends_at_ms;
+            let eligible = promotion.tiers.is_empty() || promotion.tiers.contains(&tier);
+            if !active || !eligible || best.is_some_and(|(price, _)| price <= promotion.price) {
+                continue;
+            }
+            let quota_left = promotion.quota.map_or(u64::MAX, |q| q.saturating_sub(promotion.used));
+            let dealer_used =
+                self.state.promotion_usage.get(&usage_key(id, dealer)).copied().unwrap_or(0);
+            let dealer_left =
+                promotion.per_dealer_limit.map_or(u64::MAX, |l| l.saturating_sub(dealer_used));
+            if qty <= quota_left && qty <= dealer_left {
+                best = Some((promotion.price, id));
+            }
+        }
+        best
+    }
+}
