@@ -53,7 +53,17 @@ pub(crate) fn pick_warehouses(
         let key = (other_region << 63) | ((u64::MAX >> 1) - available.min(u64::MAX >> 1));
         candidates.push((key, cell.warehouse, available));
     }
-    candidates.sort_unstable_by_key(|&(key, warehouse, _)| (key, warehouse_rank[warehouse.index()]));
+    let order_key =
+        |&(key, warehouse, _): &(u64, WarehouseId, u64)| (key, warehouse_rank[warehouse.index()]);
+    // Usually the first warehouse covers the line: find it in one pass and sort only
+    // when the line must be split.
+    if let Some(first) = candidates.iter().min_by_key(|c| order_key(c)) {
+        if first.2 >= qty {
+            picks.push((first.1, qty));
+            return qty;
+        }
+    }
+    candidates.sort_unstable_by_key(order_key);
     let mut remaining = qty;
     for &(_, warehouse, available) in candidates.iter() {
         if remaining == 0 {

@@ -24,8 +24,16 @@ impl Ledger {
             };
             let slot = self.order_slot(id).expect("queued orders exist");
             let order = &self.state.orders[slot];
-            assert_eq!(order.status, OrderStatus::Backordered, "only backordered orders queue");
-            let line = order.lines.iter().position(|l| l.sku == sku).expect("queued line exists");
+            assert_eq!(
+                order.status,
+                OrderStatus::Backordered,
+                "only backordered orders queue"
+            );
+            let line = order
+                .lines
+                .iter()
+                .position(|l| l.sku == sku)
+                .expect("queued line exists");
             let take = order.lines[line].backordered.min(available);
             let region = self.state.dealers[order.dealer.index()].region;
             let warehouses = &self.state.warehouses;
@@ -45,11 +53,25 @@ impl Ledger {
                 remaining -= qty;
                 let order = &mut self.state.orders[slot];
                 let line_index = line as u32;
-                match order.allocations.iter_mut().find(|a| a.line == line_index && a.warehouse == warehouse) {
+                match order
+                    .allocations
+                    .iter_mut()
+                    .find(|a| a.line == line_index && a.warehouse == warehouse)
+                {
                     Some(allocation) => allocation.qty += qty,
-                    None => order.allocations.push(Allocation { line: line_index, warehouse, qty }),
+                    None => order.allocations.push(Allocation {
+                        line: line_index,
+                        warehouse,
+                        qty,
+                    }),
                 }
-                let kind = EventKind::BackorderFilled { order: id, sku, warehouse, qty, remaining };
+                let kind = EventKind::BackorderFilled {
+                    order: id,
+                    sku,
+                    warehouse,
+                    qty,
+                    remaining,
+                };
                 self.emit(now_ms, kind, events);
             }
             self.state.orders[slot].lines[line].backordered = remaining;
@@ -57,7 +79,11 @@ impl Ledger {
             self.state.skus[sku.index()].backordered -= take;
             if remaining == 0 {
                 self.index.queues[sku.index()].remove(&(rank, id));
-                if self.state.orders[slot].lines.iter().all(|l| l.backordered == 0) {
+                if self.state.orders[slot]
+                    .lines
+                    .iter()
+                    .all(|l| l.backordered == 0)
+                {
                     self.complete_backorder(slot, now_ms, events);
                 }
             }

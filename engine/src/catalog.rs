@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::command::{plain_data, DealerSpec, PromotionSpec, SettingsPatch, SkuSpec, WarehouseSpec};
+use crate::command::{
+    plain_data, DealerSpec, PromotionSpec, SettingsPatch, SkuSpec, WarehouseSpec,
+};
 use crate::error::Rejection;
 use crate::event::Event;
 use crate::ids::{is_valid_code, DealerId, PromotionId, RegionId, SkuId, TierId, WarehouseId};
@@ -106,7 +108,10 @@ fn check_code(field: &str, code: &str) -> Result<(), Rejection> {
     if is_valid_code(code) {
         Ok(())
     } else {
-        Err(Rejection::invalid(field, "must be 1-64 characters of [A-Za-z0-9._-]"))
+        Err(Rejection::invalid(
+            field,
+            "must be 1-64 characters of [A-Za-z0-9._-]",
+        ))
     }
 }
 
@@ -114,7 +119,10 @@ fn check_name(field: &str, name: &str) -> Result<(), Rejection> {
     if name.len() <= NAME_LEN_MAX {
         Ok(())
     } else {
-        Err(Rejection::invalid(field, format!("must be at most {NAME_LEN_MAX} bytes")))
+        Err(Rejection::invalid(
+            field,
+            format!("must be at most {NAME_LEN_MAX} bytes"),
+        ))
     }
 }
 
@@ -122,7 +130,10 @@ pub(crate) fn check_money(field: &str, amount: i64) -> Result<(), Rejection> {
     if (0..=MONEY_MAX).contains(&amount) {
         Ok(())
     } else {
-        Err(Rejection::invalid(field, format!("must be between 0 and {MONEY_MAX}")))
+        Err(Rejection::invalid(
+            field,
+            format!("must be between 0 and {MONEY_MAX}"),
+        ))
     }
 }
 
@@ -130,13 +141,19 @@ pub(crate) fn check_qty(field: &str, qty: u64, min: u64) -> Result<(), Rejection
     if (min..=QTY_MAX).contains(&qty) {
         Ok(())
     } else {
-        Err(Rejection::invalid(field, format!("must be between {min} and {QTY_MAX}")))
+        Err(Rejection::invalid(
+            field,
+            format!("must be between {min} and {QTY_MAX}"),
+        ))
     }
 }
 
 fn check_prices(field: &str, prices: &BTreeMap<String, i64>) -> Result<(), Rejection> {
     if prices.len() > PRICE_ENTRIES_MAX {
-        return Err(Rejection::invalid(field, format!("at most {PRICE_ENTRIES_MAX} entries")));
+        return Err(Rejection::invalid(
+            field,
+            format!("at most {PRICE_ENTRIES_MAX} entries"),
+        ));
     }
     for (name, &price) in prices {
         check_code(field, name)?;
@@ -149,7 +166,10 @@ fn check_sku(spec: &SkuSpec) -> Result<(), Rejection> {
     check_code("code", &spec.code)?;
     check_name("name", &spec.name)?;
     if !(1..=CASE_SIZE_MAX).contains(&spec.case_size) {
-        return Err(Rejection::invalid("case_size", format!("must be between 1 and {CASE_SIZE_MAX}")));
+        return Err(Rejection::invalid(
+            "case_size",
+            format!("must be between 1 and {CASE_SIZE_MAX}"),
+        ));
     }
     check_qty("min_qty", spec.min_qty, 0)?;
     check_money("base_price", spec.base_price)?;
@@ -157,9 +177,16 @@ fn check_sku(spec: &SkuSpec) -> Result<(), Rejection> {
     check_prices("region_prices", &spec.region_prices)?;
     check_qty("low_stock_threshold", spec.low_stock_threshold, 0)?;
     if spec.attributes.len() > ATTRIBUTES_MAX {
-        return Err(Rejection::invalid("attributes", format!("at most {ATTRIBUTES_MAX} entries")));
+        return Err(Rejection::invalid(
+            "attributes",
+            format!("at most {ATTRIBUTES_MAX} entries"),
+        ));
     }
-    if spec.attributes.iter().any(|(k, v)| k.len() > ATTRIBUTE_LEN_MAX || v.len() > ATTRIBUTE_LEN_MAX) {
+    if spec
+        .attributes
+        .iter()
+        .any(|(k, v)| k.len() > ATTRIBUTE_LEN_MAX || v.len() > ATTRIBUTE_LEN_MAX)
+    {
         return Err(Rejection::invalid(
             "attributes",
             format!("keys and values must be at most {ATTRIBUTE_LEN_MAX} bytes"),
@@ -194,7 +221,10 @@ fn check_promotion(spec: &PromotionSpec) -> Result<(), Rejection> {
         return Err(Rejection::invalid("ends_at", "must be after starts_at"));
     }
     if spec.tiers.len() > PRICE_ENTRIES_MAX {
-        return Err(Rejection::invalid("tiers", format!("at most {PRICE_ENTRIES_MAX} entries")));
+        return Err(Rejection::invalid(
+            "tiers",
+            format!("at most {PRICE_ENTRIES_MAX} entries"),
+        ));
     }
     for tier in &spec.tiers {
         check_code("tiers", tier)?;
@@ -217,7 +247,10 @@ impl Ledger {
             self.state.warehouses[id.index()].region = region;
         } else {
             let id = WarehouseId(self.state.warehouses.len() as u32);
-            self.state.warehouses.push(Warehouse { code: spec.code.clone(), region });
+            self.state.warehouses.push(Warehouse {
+                code: spec.code.clone(),
+                region,
+            });
             self.index.warehouses.insert(spec.code.clone(), id);
             self.rank_warehouses();
         }
@@ -234,12 +267,18 @@ impl Ledger {
         let tier_prices = spec
             .tier_prices
             .iter()
-            .map(|(tier, &price)| TierPrice { tier: self.intern_tier(tier), price })
+            .map(|(tier, &price)| TierPrice {
+                tier: self.intern_tier(tier),
+                price,
+            })
             .collect();
         let region_prices = spec
             .region_prices
             .iter()
-            .map(|(region, &price)| RegionPrice { region: self.intern_region(region), price })
+            .map(|(region, &price)| RegionPrice {
+                region: self.intern_region(region),
+                price,
+            })
             .collect();
         let id = if let Some(&id) = self.index.skus.get(spec.code.as_str()) {
             id
@@ -305,9 +344,10 @@ impl Ledger {
                 rebate_balance: 0,
             });
             self.index.dealers.insert(spec.code.clone(), id);
-            self.index.client_orders.push(rustc_hash::FxHashMap::default());
             self.index.dealer_orders.push(Vec::new());
-            self.index.dealer_open.push(std::collections::BTreeSet::new());
+            self.index
+                .dealer_open
+                .push(std::collections::BTreeSet::new());
             id
         };
         let dealer = &mut self.state.dealers[id.index()];
@@ -331,7 +371,9 @@ impl Ledger {
             .index
             .skus
             .get(spec.sku.as_str())
-            .ok_or_else(|| Rejection::UnknownSku { sku: spec.sku.clone() })?;
+            .ok_or_else(|| Rejection::UnknownSku {
+                sku: spec.sku.clone(),
+            })?;
         let existing = self.index.promotions.get(spec.code.as_str()).copied();
         if let Some(id) = existing {
             if self.state.promotions[id.index()].sku != sku {
@@ -396,7 +438,10 @@ impl Ledger {
             for (i, tier) in tiers.iter().enumerate() {
                 check_code("backorder_priority", tier)?;
                 if tiers[..i].contains(tier) {
-                    return Err(Rejection::invalid("backorder_priority", format!("`{tier}` is listed twice")));
+                    return Err(Rejection::invalid(
+                        "backorder_priority",
+                        format!("`{tier}` is listed twice"),
+                    ));
                 }
             }
         }

@@ -31,8 +31,10 @@ pub fn encode_command(command: &Command) -> Vec<u8> {
 
 /// Decode a logged command.
 pub fn decode_command(bytes: &[u8]) -> Result<Command, CodecError> {
-    rkyv::from_bytes::<Command, rancor::Error>(&aligned(bytes))
-        .map_err(|e| CodecError { what: "command", reason: e.to_string() })
+    rkyv::from_bytes::<Command, rancor::Error>(&aligned(bytes)).map_err(|e| CodecError {
+        what: "command",
+        reason: e.to_string(),
+    })
 }
 
 impl Ledger {
@@ -47,14 +49,24 @@ impl Ledger {
     /// A ledger from [`Ledger::snapshot`] bytes. The restored book is checked against
     /// its invariants, so a snapshot that decodes but does not add up is refused.
     pub fn restore(bytes: &[u8]) -> Result<Self, CodecError> {
-        let state = rkyv::from_bytes::<State, rancor::Error>(&aligned(bytes))
-            .map_err(|e| CodecError { what: "ledger snapshot", reason: e.to_string() })?;
-        let mut ledger = Self { state, ..Self::default() };
-        ledger.check_references().map_err(|reason| CodecError { what: "ledger snapshot", reason })?;
+        let state =
+            rkyv::from_bytes::<State, rancor::Error>(&aligned(bytes)).map_err(|e| CodecError {
+                what: "ledger snapshot",
+                reason: e.to_string(),
+            })?;
+        let mut ledger = Self {
+            state,
+            ..Self::default()
+        };
+        ledger.check_references().map_err(|reason| CodecError {
+            what: "ledger snapshot",
+            reason,
+        })?;
         ledger.rebuild_index();
-        ledger
-            .check_invariants()
-            .map_err(|reason| CodecError { what: "ledger snapshot", reason })?;
+        ledger.check_invariants().map_err(|reason| CodecError {
+            what: "ledger snapshot",
+            reason,
+        })?;
         Ok(ledger)
     }
 

@@ -201,7 +201,11 @@ impl PlaceOrder {
             dealer: dealer.into(),
             lines: lines
                 .iter()
-                .map(|&(sku, qty)| LineRequest { sku: sku.to_owned(), qty, unit: Unit::Unit })
+                .map(|&(sku, qty)| LineRequest {
+                    sku: sku.to_owned(),
+                    qty,
+                    unit: Unit::Unit,
+                })
                 .collect(),
             backorder: false,
             use_rebate: 0,

@@ -19,18 +19,31 @@ impl Ledger {
             .index
             .dealers
             .get(dealer)
-            .ok_or_else(|| Rejection::UnknownDealer { dealer: dealer.to_owned() })?;
+            .ok_or_else(|| Rejection::UnknownDealer {
+                dealer: dealer.to_owned(),
+            })?;
         check_money("amount", amount)?;
         if amount == 0 {
             return Err(Rejection::invalid("amount", "must be positive"));
         }
         let account = &mut self.state.dealers[id.index()];
         if amount > account.credit_used {
-            return Err(Rejection::Overpayment { amount, credit_used: account.credit_used });
+            return Err(Rejection::Overpayment {
+                amount,
+                credit_used: account.credit_used,
+            });
         }
         account.credit_used -= amount;
         let credit_used = account.credit_used;
-        self.emit(now_ms, EventKind::PaymentRecorded { dealer: id, amount, credit_used }, events);
+        self.emit(
+            now_ms,
+            EventKind::PaymentRecorded {
+                dealer: id,
+                amount,
+                credit_used,
+            },
+            events,
+        );
         Ok(Effect::Applied)
     }
 }

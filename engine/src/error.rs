@@ -62,7 +62,11 @@ pub enum Rejection {
     #[error("credit exceeded: the order needs {needed}, the dealer has {available} available")]
     CreditExceeded { needed: i64, available: i64 },
     #[error("cannot {action:?} an order that is {from:?}")]
-    InvalidTransition { order: OrderId, from: OrderStatus, action: OrderAction },
+    InvalidTransition {
+        order: OrderId,
+        from: OrderStatus,
+        action: OrderAction,
+    },
     #[error("client_order_id was already used by order {order} with a different body")]
     IdempotencyConflict { order: OrderId },
     #[error("on_hand {on_hand} is below the {reserved} units reserved")]
@@ -117,10 +121,15 @@ impl Rejection {
     }
 
     pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self::Invalid { field: field.into(), reason: reason.into() }
+        Self::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
     pub(crate) fn overflow(field: impl Into<String>) -> Self {
-        Self::Overflow { field: field.into() }
+        Self::Overflow {
+            field: field.into(),
+        }
     }
 }

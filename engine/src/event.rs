@@ -38,11 +38,25 @@ pub struct Event {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
     /// An order was accepted, in the status it starts with.
-    OrderPlaced { order: OrderId, dealer: DealerId, status: OrderStatus, total: i64 },
+    OrderPlaced {
+        order: OrderId,
+        dealer: DealerId,
+        status: OrderStatus,
+        total: i64,
+    },
     /// Stock was set aside for an order (at placement).
-    StockReserved { order: OrderId, sku: SkuId, warehouse: WarehouseId, qty: u64 },
+    StockReserved {
+        order: OrderId,
+        sku: SkuId,
+        warehouse: WarehouseId,
+        qty: u64,
+    },
     /// Part of a line is waiting in the SKU's backorder queue.
-    BackorderQueued { order: OrderId, sku: SkuId, qty: u64 },
+    BackorderQueued {
+        order: OrderId,
+        sku: SkuId,
+        qty: u64,
+    },
     /// Stock arrived for a queued line; `remaining` is still waiting.
     BackorderFilled {
         order: OrderId,
@@ -53,21 +67,52 @@ pub enum EventKind {
     },
     /// An order moved from one status to another (confirm, approve, reject, ship,
     /// cancel, or the last backorder fill).
-    OrderStatusChanged { order: OrderId, dealer: DealerId, from: OrderStatus, to: OrderStatus },
+    OrderStatusChanged {
+        order: OrderId,
+        dealer: DealerId,
+        from: OrderStatus,
+        to: OrderStatus,
+    },
     /// A hold passed its deadline; the order is `expired` and its stock released.
     HoldExpired { order: OrderId, dealer: DealerId },
     /// Stock an order held was given back (cancel, expire, reject).
-    StockReleased { order: OrderId, sku: SkuId, warehouse: WarehouseId, qty: u64 },
+    StockReleased {
+        order: OrderId,
+        sku: SkuId,
+        warehouse: WarehouseId,
+        qty: u64,
+    },
     /// Stock was received into a warehouse.
-    StockReceived { sku: SkuId, warehouse: WarehouseId, qty: u64, on_hand: u64 },
+    StockReceived {
+        sku: SkuId,
+        warehouse: WarehouseId,
+        qty: u64,
+        on_hand: u64,
+    },
     /// A stock count set on_hand.
-    StockAdjusted { sku: SkuId, warehouse: WarehouseId, on_hand: u64 },
+    StockAdjusted {
+        sku: SkuId,
+        warehouse: WarehouseId,
+        on_hand: u64,
+    },
     /// A SKU's total available fell below its low-stock threshold.
-    LowStock { sku: SkuId, available: u64, threshold: u64 },
+    LowStock {
+        sku: SkuId,
+        available: u64,
+        threshold: u64,
+    },
     /// A payment lowered the dealer's credit_used.
-    PaymentRecorded { dealer: DealerId, amount: i64, credit_used: i64 },
+    PaymentRecorded {
+        dealer: DealerId,
+        amount: i64,
+        credit_used: i64,
+    },
     /// A shipment earned the dealer a rebate.
-    RebateAccrued { dealer: DealerId, order: OrderId, amount: i64 },
+    RebateAccrued {
+        dealer: DealerId,
+        order: OrderId,
+        amount: i64,
+    },
 }
 
 impl EventKind {

@@ -17,7 +17,11 @@ impl Ledger {
             self.index.holds.pop_first();
             let slot = self.order_slot(id).expect("held orders exist");
             let order = &mut self.state.orders[slot];
-            assert_eq!(order.status, OrderStatus::Held, "only held orders have deadlines");
+            assert_eq!(
+                order.status,
+                OrderStatus::Held,
+                "only held orders have deadlines"
+            );
             order.status = OrderStatus::Expired;
             order.hold_expires_at_ms = None;
             order.updated_at_ms = now_ms;

@@ -85,7 +85,9 @@ impl std::fmt::Display for OrderId {
 pub fn is_valid_code(code: &str) -> bool {
     !code.is_empty()
         && code.len() <= CODE_LEN_MAX
-        && code.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Whether `id` is a valid client order id: 1–128 printable ASCII characters, space

@@ -11,16 +11,28 @@ impl Ledger {
     /// built from a decoded snapshot, so that building them cannot go out of bounds).
     pub(crate) fn check_references(&self) -> Result<(), String> {
         let s = &self.state;
-        let ok = s.warehouses.iter().all(|w| w.region.index() < s.regions.len())
-            && s.dealers.iter().all(|d| d.tier.index() < s.tiers.len() && d.region.index() < s.regions.len())
-            && s.settings.backorder_priority.iter().all(|t| t.index() < s.tiers.len())
+        let ok = s
+            .warehouses
+            .iter()
+            .all(|w| w.region.index() < s.regions.len())
+            && s.dealers
+                .iter()
+                .all(|d| d.tier.index() < s.tiers.len() && d.region.index() < s.regions.len())
+            && s.settings
+                .backorder_priority
+                .iter()
+                .all(|t| t.index() < s.tiers.len())
             && s.promotions.iter().all(|p| {
                 p.sku.index() < s.skus.len() && p.tiers.iter().all(|t| t.index() < s.tiers.len())
             })
             && s.skus.iter().all(|k| {
-                k.cells.iter().all(|c| c.warehouse.index() < s.warehouses.len())
+                k.cells
+                    .iter()
+                    .all(|c| c.warehouse.index() < s.warehouses.len())
                     && k.tier_prices.iter().all(|p| p.tier.index() < s.tiers.len())
-                    && k.region_prices.iter().all(|p| p.region.index() < s.regions.len())
+                    && k.region_prices
+                        .iter()
+                        .all(|p| p.region.index() < s.regions.len())
             })
             && s.orders.iter().enumerate().all(|(i, o)| {
                 o.id.slot() == Some(i)
@@ -30,7 +42,8 @@ impl Ledger {
                             && l.promotion.is_none_or(|p| p.index() < s.promotions.len())
                     })
                     && o.allocations.iter().all(|a| {
-                        (a.line as usize) < o.lines.len() && a.warehouse.index() < s.warehouses.len()
+                        (a.line as usize) < o.lines.len()
+                            && a.warehouse.index() < s.warehouses.len()
                     })
                     && (o.status == OrderStatus::Held) == o.hold_expires_at_ms.is_some()
             });
@@ -71,12 +84,18 @@ impl Ledger {
             for (i, line) in order.lines.iter().enumerate() {
                 let allocated = order.allocated(i);
                 if allocated + line.backordered != line.qty {
-                    return Err(format!("order {}: line {i} allocations do not add up", order.id));
+                    return Err(format!(
+                        "order {}: line {i} allocations do not add up",
+                        order.id
+                    ));
                 }
                 if order.status == OrderStatus::Backordered {
                     backordered[line.sku.index()] += line.backordered;
                 } else if order.status.is_open() && line.backordered != 0 {
-                    return Err(format!("order {}: {:?} with unfilled units", order.id, order.status));
+                    return Err(format!(
+                        "order {}: {:?} with unfilled units",
+                        order.id, order.status
+                    ));
                 }
                 let counts = order.status.is_open() || order.status == OrderStatus::Shipped;
                 if let (Some(p), true) = (line.promotion, counts) {
@@ -105,16 +124,30 @@ impl Ledger {
                 return Err(format!("SKU {}: totals disagree with cells", sku.code));
             }
             if backordered[i] != sku.backordered {
-                return Err(format!("SKU {}: backordered total disagrees with orders", sku.code));
+                return Err(format!(
+                    "SKU {}: backordered total disagrees with orders",
+                    sku.code
+                ));
             }
-            let queued = self.index.queues.get(i).map_or(0, std::collections::BTreeSet::len);
+            let queued = self
+                .index
+                .queues
+                .get(i)
+                .map_or(0, std::collections::BTreeSet::len);
             if queued > 0 && sku.available() > 0 {
-                return Err(format!("SKU {}: stock available while backorders wait", sku.code));
+                return Err(format!(
+                    "SKU {}: stock available while backorders wait",
+                    sku.code
+                ));
             }
         }
         for (d, dealer) in s.dealers.iter().enumerate() {
-            if dealer.credit_held != held[d] || dealer.credit_used < 0 || dealer.rebate_balance < 0 {
-                return Err(format!("dealer {}: credit ledger disagrees with orders", dealer.code));
+            if dealer.credit_held != held[d] || dealer.credit_used < 0 || dealer.rebate_balance < 0
+            {
+                return Err(format!(
+                    "dealer {}: credit ledger disagrees with orders",
+                    dealer.code
+                ));
             }
         }
         if usage != s.promotion_usage {
@@ -122,7 +155,10 @@ impl Ledger {
         }
         for (p, promotion) in s.promotions.iter().enumerate() {
             if promotion.used != promo_used[p] {
-                return Err(format!("promotion {}: used disagrees with orders", promotion.code));
+                return Err(format!(
+                    "promotion {}: used disagrees with orders",
+                    promotion.code
+                ));
             }
         }
         Ok(())

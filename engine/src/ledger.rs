@@ -77,8 +77,8 @@ pub(crate) struct Index {
     pub promotions: FxHashMap<String, PromotionId>,
     /// Promotions of each SKU, in code order (the tie-break between equal prices).
     pub sku_promotions: Vec<Vec<PromotionId>>,
-    /// Per dealer: client_order_id → order.
-    pub client_orders: Vec<FxHashMap<String, OrderId>>,
+    /// Idempotency keys: (dealer, client_order_id) → order.
+    pub client_orders: ClientOrders,
     /// Per dealer: every order id, ascending.
     pub dealer_orders: Vec<Vec<OrderId>>,
     /// Per dealer: ids of open orders.
@@ -87,6 +87,47 @@ pub(crate) struct Index {
     pub holds: BTreeSet<(u64, OrderId)>,
     /// Per SKU: queued orders by (tier rank, order id); FIFO within a rank.
     pub queues: Vec<BTreeSet<(u32, OrderId)>>,
+}
+
+/// The idempotency index. Keys are stored once, in the orders; the map holds a 64-bit
+/// hash of (dealer, key) and the order it names. The rare second key with the same
+/// hash goes to a small ordered map of full keys, so a lookup is always exact.
+#[derive(Default, Clone, Debug)]
+pub(crate) struct ClientOrders {
+    by_hash: FxHashMap<u64, OrderId>,
+    collisions: BTreeMap<(DealerId, String), OrderId>,
+}
+
+impl ClientOrders {
+    fn hash(dealer: DealerId, key: &str) -> u64 {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut hasher = rustc_hash::FxBuildHasher.build_hasher();
+        dealer.hash(&mut hasher);
+        key.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    pub fn get(&self, orders: &[Order], dealer: DealerId, key: &str) -> Option<OrderId> {
+        let id = *self.by_hash.get(&Self::hash(dealer, key))?;
+        let order = &orders[id.slot().expect("indexed ids are valid")];
+        if order.dealer == dealer && order.client_order_id == key {
+            Some(id)
+        } else {
+            self.collisions.get(&(dealer, key.to_owned())).copied()
+        }
+    }
+
+    pub fn insert(&mut self, orders: &[Order], dealer: DealerId, key: &str, id: OrderId) {
+        match self.by_hash.entry(Self::hash(dealer, key)) {
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                entry.insert(id);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                debug_assert!(self.get(orders, dealer, key).is_none(), "keys are unique");
+                self.collisions.insert((dealer, key.to_owned()), id);
+            }
+        }
+    }
 }
 
 /// What an applied command did.
@@ -145,7 +186,13 @@ impl PartialEq for Ledger {
 impl Ledger {
     /// An empty book with the given settings.
     pub fn new(settings: Settings) -> Self {
-        Self { state: State { settings, ..State::default() }, ..Self::default() }
+        Self {
+            state: State {
+                settings,
+                ..State::default()
+            },
+            ..Self::default()
+        }
     }
 
     /// Apply one command at time `now_ms` (milliseconds since the Unix epoch), pushing
@@ -159,12 +206,16 @@ impl Ledger {
             Command::PutDealer(spec) => self.put_dealer(spec),
             Command::PutPromotion(spec) => self.put_promotion(spec),
             Command::PutSettings(patch) => self.put_settings(patch),
-            Command::Receive { sku, warehouse, qty } => {
-                self.receive(sku, warehouse, *qty, now_ms, events)
-            }
-            Command::Adjust { sku, warehouse, on_hand } => {
-                self.adjust(sku, warehouse, *on_hand, now_ms, events)
-            }
+            Command::Receive {
+                sku,
+                warehouse,
+                qty,
+            } => self.receive(sku, warehouse, *qty, now_ms, events),
+            Command::Adjust {
+                sku,
+                warehouse,
+                on_hand,
+            } => self.adjust(sku, warehouse, *on_hand, now_ms, events),
             Command::PlaceOrder(request) => self.place(now_ms, request, events),
             Command::ActOnOrder { order, action } => {
                 self.act_on_order(now_ms, *order, *action, events)
@@ -174,7 +225,8 @@ impl Ledger {
             }
             Command::Tick => Ok(Effect::Ticked { expired }),
         };
-        let changed = expired > 0 || matches!(&result, Ok(effect) if !matches!(effect, Effect::OrderReplayed(_)));
+        let changed = expired > 0
+            || matches!(&result, Ok(effect) if !matches!(effect, Effect::OrderReplayed(_)));
         Outcome { result, changed }
     }
 
@@ -195,7 +247,11 @@ impl Ledger {
 
     pub(crate) fn emit(&mut self, now_ms: u64, kind: EventKind, events: &mut Vec<Event>) {
         self.state.next_event_seq += 1;
-        events.push(Event { seq: self.state.next_event_seq, at_ms: now_ms, kind });
+        events.push(Event {
+            seq: self.state.next_event_seq,
+            at_ms: now_ms,
+            kind,
+        });
     }
 
     /// A dealer's place in backorder queues: its tier's position in the priority list,
@@ -203,7 +259,10 @@ impl Ledger {
     pub(crate) fn tier_rank(&self, dealer: DealerId) -> u32 {
         let tier = self.state.dealers[dealer.index()].tier;
         let priority = &self.state.settings.backorder_priority;
-        priority.iter().position(|&t| t == tier).unwrap_or(priority.len()) as u32
+        priority
+            .iter()
+            .position(|&t| t == tier)
+            .unwrap_or(priority.len()) as u32
     }
 
     pub(crate) fn intern_tier(&mut self, name: &str) -> TierId {
@@ -238,27 +297,41 @@ impl Ledger {
             promotions: codes_index(state.promotions.iter().map(|p| &p.code), PromotionId),
             ..Index::default()
         };
-        index.skus_by_code = index.skus.iter().map(|(code, &id)| (code.clone(), id)).collect();
+        index.skus_by_code = index
+            .skus
+            .iter()
+            .map(|(code, &id)| (code.clone(), id))
+            .collect();
         index.sku_promotions = vec![Vec::new(); state.skus.len()];
         for (i, promotion) in state.promotions.iter().enumerate() {
             index.sku_promotions[promotion.sku.index()].push(PromotionId(i as u32));
         }
         for list in &mut index.sku_promotions {
-            list.sort_by(|a, b| state.promotions[a.index()].code.cmp(&state.promotions[b.index()].code));
+            list.sort_by(|a, b| {
+                state.promotions[a.index()]
+                    .code
+                    .cmp(&state.promotions[b.index()].code)
+            });
         }
         let dealers = state.dealers.len();
-        index.client_orders = vec![FxHashMap::default(); dealers];
         index.dealer_orders = vec![Vec::new(); dealers];
         index.dealer_open = vec![BTreeSet::new(); dealers];
         for order in &state.orders {
             let d = order.dealer.index();
-            index.client_orders[d].insert(order.client_order_id.clone(), order.id);
+            index.client_orders.insert(
+                &state.orders,
+                order.dealer,
+                &order.client_order_id,
+                order.id,
+            );
             index.dealer_orders[d].push(order.id);
             if order.status.is_open() {
                 index.dealer_open[d].insert(order.id);
             }
             if order.status == OrderStatus::Held {
-                let at = order.hold_expires_at_ms.expect("a held order has a deadline");
+                let at = order
+                    .hold_expires_at_ms
+                    .expect("a held order has a deadline");
                 index.holds.insert((at, order.id));
             }
         }
@@ -286,7 +359,11 @@ impl Ledger {
     /// Recompute the warehouses' code order (when one is added).
     pub(crate) fn rank_warehouses(&mut self) {
         let mut by_code: Vec<usize> = (0..self.state.warehouses.len()).collect();
-        by_code.sort_by(|&a, &b| self.state.warehouses[a].code.cmp(&self.state.warehouses[b].code));
+        by_code.sort_by(|&a, &b| {
+            self.state.warehouses[a]
+                .code
+                .cmp(&self.state.warehouses[b].code)
+        });
         let mut rank = vec![0; by_code.len()];
         for (position, &warehouse) in by_code.iter().enumerate() {
             rank[warehouse] = position as u32;
@@ -296,12 +373,19 @@ impl Ledger {
 }
 
 fn names_index<T>(names: &[String], id: impl Fn(u32) -> T) -> FxHashMap<String, T> {
-    names.iter().enumerate().map(|(i, name)| (name.clone(), id(i as u32))).collect()
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| (name.clone(), id(i as u32)))
+        .collect()
 }
 
 fn codes_index<'a, T>(
     codes: impl Iterator<Item = &'a String>,
     id: impl Fn(u32) -> T,
 ) -> FxHashMap<String, T> {
-    codes.enumerate().map(|(i, code)| (code.clone(), id(i as u32))).collect()
+    codes
+        .enumerate()
+        .map(|(i, code)| (code.clone(), id(i as u32)))
+        .collect()
 }

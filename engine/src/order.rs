@@ -57,7 +57,10 @@ impl OrderStatus {
 
     /// Whether the order still holds stock, credit or a queue place.
     pub fn is_open(self) -> bool {
-        matches!(self, Self::Held | Self::PendingApproval | Self::Backordered | Self::Confirmed)
+        matches!(
+            self,
+            Self::Held | Self::PendingApproval | Self::Backordered | Self::Confirmed
+        )
     }
 
     /// The lowercase name, as on the wire.
@@ -170,7 +173,11 @@ impl Order {
 
     /// Units of `line` reserved, over all warehouses.
     pub fn allocated(&self, line: usize) -> u64 {
-        self.allocations.iter().filter(|a| a.line as usize == line).map(|a| a.qty).sum()
+        self.allocations
+            .iter()
+            .filter(|a| a.line as usize == line)
+            .map(|a| a.qty)
+            .sum()
     }
 
     /// Whether `request` is the same body this order was placed with (defaults applied).
@@ -178,9 +185,14 @@ impl Order {
         self.backorder == request.backorder
             && self.rebate_used == request.use_rebate
             && self.lines.len() == request.lines.len()
-            && self.lines.iter().zip(&request.lines).zip(sku_ids).all(|((line, req), id)| {
-                Some(line.sku) == *id && line.requested_qty == req.qty && line.unit == req.unit
-            })
+            && self
+                .lines
+                .iter()
+                .zip(&request.lines)
+                .zip(sku_ids)
+                .all(|((line, req), id)| {
+                    Some(line.sku) == *id && line.requested_qty == req.qty && line.unit == req.unit
+                })
     }
 }
 
@@ -195,9 +207,11 @@ impl Ledger {
     ) -> Result<Effect, Rejection> {
         let slot = self.order_slot(id)?;
         let from = self.state.orders[slot].status;
-        let to = action
-            .target(from)
-            .ok_or(Rejection::InvalidTransition { order: id, from, action })?;
+        let to = action.target(from).ok_or(Rejection::InvalidTransition {
+            order: id,
+            from,
+            action,
+        })?;
         let dealer = self.state.orders[slot].dealer;
         match action {
             OrderAction::Confirm | OrderAction::Approve => self.confirm(slot)?,
@@ -210,7 +224,16 @@ impl Ledger {
         if let Some(at) = order.hold_expires_at_ms.take() {
             self.index.holds.remove(&(at, id));
         }
-        self.emit(now_ms, EventKind::OrderStatusChanged { order: id, dealer, from, to }, events);
+        self.emit(
+            now_ms,
+            EventKind::OrderStatusChanged {
+                order: id,
+                dealer,
+                from,
+                to,
+            },
+            events,
+        );
         if !to.is_open() {
             self.index.dealer_open[dealer.index()].remove(&id);
         }
@@ -225,8 +248,10 @@ impl Ledger {
         let order = &self.state.orders[slot];
         let amount = order.credit_amount();
         let dealer = &mut self.state.dealers[order.dealer.index()];
-        let used =
-            dealer.credit_used.checked_add(amount).ok_or_else(|| Rejection::overflow("credit_used"))?;
+        let used = dealer
+            .credit_used
+            .checked_add(amount)
+            .ok_or_else(|| Rejection::overflow("credit_used"))?;
         dealer.credit_held -= amount;
         dealer.credit_used = used;
         Ok(())
@@ -247,7 +272,9 @@ impl Ledger {
         for allocation in &order.allocations {
             let sku = order.lines[allocation.line as usize].sku;
             let sku = &mut self.state.skus[sku.index()];
-            let cell = sku.cell_mut(allocation.warehouse).expect("an allocation names a stocked cell");
+            let cell = sku
+                .cell_mut(allocation.warehouse)
+                .expect("an allocation names a stocked cell");
             cell.on_hand -= allocation.qty;
             cell.reserved -= allocation.qty;
             sku.on_hand -= allocation.qty;
@@ -256,7 +283,15 @@ impl Ledger {
         self.state.dealers[dealer_id.index()].rebate_balance = balance;
         if rebate > 0 {
             let order = self.state.orders[slot].id;
-            self.emit(now_ms, EventKind::RebateAccrued { dealer: dealer_id, order, amount: rebate }, events);
+            self.emit(
+                now_ms,
+                EventKind::RebateAccrued {
+                    dealer: dealer_id,
+                    order,
+                    amount: rebate,
+                },
+                events,
+            );
         }
         Ok(())
     }
@@ -277,7 +312,9 @@ impl Ledger {
         for allocation in &order.allocations {
             let sku_id = order.lines[allocation.line as usize].sku;
             let sku = &mut self.state.skus[sku_id.index()];
-            let cell = sku.cell_mut(allocation.warehouse).expect("an allocation names a stocked cell");
+            let cell = sku
+                .cell_mut(allocation.warehouse)
+                .expect("an allocation names a stocked cell");
             cell.reserved -= allocation.qty;
             sku.reserved -= allocation.qty;
             let kind = EventKind::StockReleased {
@@ -287,7 +324,11 @@ impl Ledger {
                 qty: allocation.qty,
             };
             self.state.next_event_seq += 1;
-            events.push(Event { seq: self.state.next_event_seq, at_ms: now_ms, kind });
+            events.push(Event {
+                seq: self.state.next_event_seq,
+                at_ms: now_ms,
+                kind,
+            });
         }
         for line in &order.lines {
             if from == OrderStatus::Backordered && line.backordered > 0 {
@@ -299,7 +340,11 @@ impl Ledger {
             if let Some(promotion) = line.promotion {
                 self.state.promotions[promotion.index()].used -= line.qty;
                 let key = crate::ledger::usage_key(promotion, dealer);
-                let used = self.state.promotion_usage.get_mut(&key).expect("promo usage recorded");
+                let used = self
+                    .state
+                    .promotion_usage
+                    .get_mut(&key)
+                    .expect("promo usage recorded");
                 *used -= line.qty;
                 if *used == 0 {
                     self.state.promotion_usage.remove(&key);

@@ -28,7 +28,9 @@ impl Ledger {
             .index
             .dealers
             .get(request.dealer.as_str())
-            .ok_or_else(|| Rejection::UnknownDealer { dealer: request.dealer.clone() })?;
+            .ok_or_else(|| Rejection::UnknownDealer {
+                dealer: request.dealer.clone(),
+            })?;
         let mut scratch = std::mem::take(&mut self.scratch);
         let result = self.place_with(now_ms, request, dealer, &mut scratch, events);
         self.scratch = scratch;
@@ -44,11 +46,17 @@ impl Ledger {
         events: &mut Vec<Event>,
     ) -> Result<Effect, Rejection> {
         scratch.sku_ids.clear();
-        scratch
-            .sku_ids
-            .extend(request.lines.iter().map(|l| self.index.skus.get(l.sku.as_str()).copied()));
-        let known = self.index.client_orders[dealer.index()].get(request.client_order_id.as_str());
-        if let Some(&id) = known {
+        scratch.sku_ids.extend(
+            request
+                .lines
+                .iter()
+                .map(|l| self.index.skus.get(l.sku.as_str()).copied()),
+        );
+        let known =
+            self.index
+                .client_orders
+                .get(&self.state.orders, dealer, &request.client_order_id);
+        if let Some(id) = known {
             let order = &self.state.orders[self.order_slot(id)?];
             return if order.same_request(request, &scratch.sku_ids) {
                 Ok(Effect::OrderReplayed(id))
@@ -59,11 +67,17 @@ impl Ledger {
         let total = self.plan_lines(now_ms, request, dealer, scratch)?;
         let account = &self.state.dealers[dealer.index()];
         if !(0..=MONEY_MAX).contains(&request.use_rebate) {
-            return Err(Rejection::invalid("use_rebate", format!("must be between 0 and {MONEY_MAX}")));
+            return Err(Rejection::invalid(
+                "use_rebate",
+                format!("must be between 0 and {MONEY_MAX}"),
+            ));
         }
         let allowed = account.rebate_balance.min(total);
         if request.use_rebate > allowed {
-            return Err(Rejection::RebateExceeded { requested: request.use_rebate, allowed });
+            return Err(Rejection::RebateExceeded {
+                requested: request.use_rebate,
+                allowed,
+            });
         }
         let needed = total - request.use_rebate;
         let available = account.available_credit();
@@ -98,12 +112,17 @@ impl Ledger {
     ) -> Result<i64, Rejection> {
         let max_lines = self.state.settings.max_lines as usize;
         if request.lines.is_empty() || request.lines.len() > max_lines {
-            return Err(Rejection::invalid("lines", format!("must have 1 to {max_lines} lines")));
+            return Err(Rejection::invalid(
+                "lines",
+                format!("must have 1 to {max_lines} lines"),
+            ));
         }
         scratch.lines.clear();
         let mut total: i64 = 0;
         for (i, (line, id)) in request.lines.iter().zip(&scratch.sku_ids).enumerate() {
-            let sku_id = id.ok_or_else(|| Rejection::UnknownSku { sku: line.sku.clone() })?;
+            let sku_id = id.ok_or_else(|| Rejection::UnknownSku {
+                sku: line.sku.clone(),
+            })?;
             let sku = &self.state.skus[sku_id.index()];
             if !(1..=QTY_MAX).contains(&line.qty) {
                 return Err(Rejection::invalid(
@@ -147,11 +166,16 @@ impl Ledger {
             });
         }
         scratch.sorted_skus.clear();
-        scratch.sorted_skus.extend(scratch.lines.iter().map(|l| l.sku));
+        scratch
+            .sorted_skus
+            .extend(scratch.lines.iter().map(|l| l.sku));
         scratch.sorted_skus.sort_unstable();
         if let Some(pair) = scratch.sorted_skus.windows(2).find(|w| w[0] == w[1]) {
             let code = &self.state.skus[pair[0].index()].code;
-            return Err(Rejection::invalid("lines", format!("SKU `{code}` appears twice")));
+            return Err(Rejection::invalid(
+                "lines",
+                format!("SKU `{code}` appears twice"),
+            ));
         }
         Ok(total)
     }
@@ -179,7 +203,16 @@ impl Ledger {
             OrderStatus::Held
         };
         let hold_expires_at_ms = (status == OrderStatus::Held).then(|| self.hold_deadline(now_ms));
-        self.emit(now_ms, EventKind::OrderPlaced { order: id, dealer, status, total }, events);
+        self.emit(
+            now_ms,
+            EventKind::OrderPlaced {
+                order: id,
+                dealer,
+                status,
+                total,
+            },
+            events,
+        );
         let rank = if short { self.tier_rank(dealer) } else { 0 };
         let mut lines = Vec::with_capacity(scratch.lines.len());
         let mut allocations = Vec::with_capacity(scratch.lines.len());
@@ -199,8 +232,17 @@ impl Ledger {
                 assert_eq!(found, take, "available stock is in the cells");
                 for &(warehouse, qty) in &scratch.picks {
                     self.reserve(plan.sku, warehouse, qty);
-                    allocations.push(Allocation { line: i as u32, warehouse, qty });
-                    let kind = EventKind::StockReserved { order: id, sku: plan.sku, warehouse, qty };
+                    allocations.push(Allocation {
+                        line: i as u32,
+                        warehouse,
+                        qty,
+                    });
+                    let kind = EventKind::StockReserved {
+                        order: id,
+                        sku: plan.sku,
+                        warehouse,
+                        qty,
+                    };
                     self.emit(now_ms, kind, events);
                 }
             }
@@ -208,12 +250,20 @@ impl Ledger {
             if backordered > 0 {
                 self.state.skus[plan.sku.index()].backordered += backordered;
                 self.index.queues[plan.sku.index()].insert((rank, id));
-                let kind = EventKind::BackorderQueued { order: id, sku: plan.sku, qty: backordered };
+                let kind = EventKind::BackorderQueued {
+                    order: id,
+                    sku: plan.sku,
+                    qty: backordered,
+                };
                 self.emit(now_ms, kind, events);
             }
             if let Some(promotion) = plan.promotion {
                 self.state.promotions[promotion.index()].used += plan.qty;
-                *self.state.promotion_usage.entry(usage_key(promotion, dealer)).or_insert(0) += plan.qty;
+                *self
+                    .state
+                    .promotion_usage
+                    .entry(usage_key(promotion, dealer))
+                    .or_insert(0) += plan.qty;
             }
             lines.push(OrderLine {
                 sku: plan.sku,
@@ -243,7 +293,10 @@ impl Ledger {
             hold_expires_at_ms,
         });
         let d = dealer.index();
-        self.index.client_orders[d].insert(request.client_order_id.clone(), id);
+        let orders = &self.state.orders;
+        self.index
+            .client_orders
+            .insert(orders, dealer, &request.client_order_id, id);
         self.index.dealer_orders[d].push(id);
         self.index.dealer_open[d].insert(id);
         if let Some(at) = hold_expires_at_ms {
@@ -256,7 +309,12 @@ impl Ledger {
     }
 
     /// Reserve `qty` units of a cell for an order.
-    pub(crate) fn reserve(&mut self, sku: crate::ids::SkuId, warehouse: crate::ids::WarehouseId, qty: u64) {
+    pub(crate) fn reserve(
+        &mut self,
+        sku: crate::ids::SkuId,
+        warehouse: crate::ids::WarehouseId,
+        qty: u64,
+    ) {
         let sku = &mut self.state.skus[sku.index()];
         let cell = sku.cell_mut(warehouse).expect("picked cells exist");
         cell.reserved += qty;

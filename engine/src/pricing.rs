@@ -11,7 +11,13 @@ use crate::ledger::{usage_key, Ledger};
 impl Ledger {
     /// The unit price of `qty` units of `sku` for `dealer` at `now_ms`, and the
     /// promotion that gives it, if any.
-    pub(crate) fn price(&self, sku: SkuId, dealer: DealerId, qty: u64, now_ms: u64) -> (i64, Option<PromotionId>) {
+    pub(crate) fn price(
+        &self,
+        sku: SkuId,
+        dealer: DealerId,
+        qty: u64,
+        now_ms: u64,
+    ) -> (i64, Option<PromotionId>) {
         if let Some((price, promotion)) = self.best_promotion(sku, dealer, qty, now_ms) {
             return (price, Some(promotion));
         }
@@ -20,13 +26,23 @@ impl Ledger {
         if let Some(p) = sku.tier_prices.iter().find(|p| p.tier == account.tier) {
             return (p.price, None);
         }
-        if let Some(p) = sku.region_prices.iter().find(|p| p.region == account.region) {
+        if let Some(p) = sku
+            .region_prices
+            .iter()
+            .find(|p| p.region == account.region)
+        {
             return (p.price, None);
         }
         (sku.base_price, None)
     }
 
-    fn best_promotion(&self, sku: SkuId, dealer: DealerId, qty: u64, now_ms: u64) -> Option<(i64, PromotionId)> {
+    fn best_promotion(
+        &self,
+        sku: SkuId,
+        dealer: DealerId,
+        qty: u64,
+        now_ms: u64,
+    ) -> Option<(i64, PromotionId)> {
         let tier = self.state.dealers[dealer.index()].tier;
         let mut best: Option<(i64, PromotionId)> = None;
         // The list is in code order, so keeping the first of equal prices breaks ties
@@ -38,11 +54,18 @@ impl Ledger {
             if !active || !eligible || best.is_some_and(|(price, _)| price <= promotion.price) {
                 continue;
             }
-            let quota_left = promotion.quota.map_or(u64::MAX, |q| q.saturating_sub(promotion.used));
-            let dealer_used =
-                self.state.promotion_usage.get(&usage_key(id, dealer)).copied().unwrap_or(0);
-            let dealer_left =
-                promotion.per_dealer_limit.map_or(u64::MAX, |l| l.saturating_sub(dealer_used));
+            let quota_left = promotion
+                .quota
+                .map_or(u64::MAX, |q| q.saturating_sub(promotion.used));
+            let dealer_used = self
+                .state
+                .promotion_usage
+                .get(&usage_key(id, dealer))
+                .copied()
+                .unwrap_or(0);
+            let dealer_left = promotion
+                .per_dealer_limit
+                .map_or(u64::MAX, |l| l.saturating_sub(dealer_used));
             if qty <= quota_left && qty <= dealer_left {
                 best = Some((promotion.price, id));
             }

@@ -150,8 +150,11 @@ impl Ledger {
     /// The order a dealer placed under `client_order_id`.
     pub fn order_by_client_id(&self, dealer: &str, client_order_id: &str) -> Option<&Order> {
         let dealer = self.dealer_id(dealer)?;
-        let id = self.index.client_orders[dealer.index()].get(client_order_id)?;
-        self.order(*id)
+        let id = self
+            .index
+            .client_orders
+            .get(&self.state.orders, dealer, client_order_id)?;
+        self.order(id)
     }
 
     fn row(&self, cell: &StockCell) -> StockRow {
@@ -179,18 +182,28 @@ impl Ledger {
     /// warehouse's row; totals stay enterprise-wide.
     pub fn stock_page(&self, query: &StockQuery) -> Result<StockPage, Rejection> {
         let only_sku = match &query.sku {
-            Some(code) => Some(self.sku_id(code).ok_or_else(|| Rejection::UnknownSku { sku: code.clone() })?),
-            None => None,
-        };
-        let only_warehouse = match &query.warehouse {
             Some(code) => Some(
-                self.warehouse_id(code)
-                    .ok_or_else(|| Rejection::UnknownWarehouse { warehouse: code.clone() })?,
+                self.sku_id(code)
+                    .ok_or_else(|| Rejection::UnknownSku { sku: code.clone() })?,
             ),
             None => None,
         };
+        let only_warehouse = match &query.warehouse {
+            Some(code) => {
+                Some(
+                    self.warehouse_id(code)
+                        .ok_or_else(|| Rejection::UnknownWarehouse {
+                            warehouse: code.clone(),
+                        })?,
+                )
+            }
+            None => None,
+        };
         let limit = clamp_limit(query.limit);
-        let start = query.cursor.as_ref().map_or(Bound::Unbounded, |c| Bound::Excluded(c.clone()));
+        let start = query
+            .cursor
+            .as_ref()
+            .map_or(Bound::Unbounded, |c| Bound::Excluded(c.clone()));
         let mut skus = Vec::new();
         let mut next_cursor = None;
         for (code, &id) in self.index.skus_by_code.range((start, Bound::Unbounded)) {
@@ -220,7 +233,11 @@ impl Ledger {
 
     /// A dealer's account.
     pub fn dealer(&self, code: &str) -> Result<DealerView, Rejection> {
-        let id = self.dealer_id(code).ok_or_else(|| Rejection::UnknownDealer { dealer: code.to_owned() })?;
+        let id = self
+            .dealer_id(code)
+            .ok_or_else(|| Rejection::UnknownDealer {
+                dealer: code.to_owned(),
+            })?;
         let d = &self.state.dealers[id.index()];
         Ok(DealerView {
             code: d.code.clone(),
@@ -240,15 +257,20 @@ impl Ledger {
     /// The dealer level of the stock view: per SKU (in code order), what the dealer's
     /// open orders have reserved, confirmed and backordered.
     pub fn dealer_stock(&self, code: &str) -> Result<Vec<DealerSkuStock>, Rejection> {
-        let id = self.dealer_id(code).ok_or_else(|| Rejection::UnknownDealer { dealer: code.to_owned() })?;
+        let id = self
+            .dealer_id(code)
+            .ok_or_else(|| Rejection::UnknownDealer {
+                dealer: code.to_owned(),
+            })?;
         let mut by_sku: BTreeMap<&str, DealerSkuStock> = BTreeMap::new();
         for &order_id in &self.index.dealer_open[id.index()] {
             let order = self.order(order_id).expect("open orders exist");
             for (i, line) in order.lines.iter().enumerate() {
                 let code = self.sku_code(line.sku);
-                let entry = by_sku
-                    .entry(code)
-                    .or_insert_with(|| DealerSkuStock { sku: code.to_owned(), ..DealerSkuStock::default() });
+                let entry = by_sku.entry(code).or_insert_with(|| DealerSkuStock {
+                    sku: code.to_owned(),
+                    ..DealerSkuStock::default()
+                });
                 let allocated = order.allocated(i);
                 if order.status == OrderStatus::Confirmed {
                     entry.confirmed += allocated;
@@ -272,8 +294,11 @@ impl Ledger {
         before: Option<OrderId>,
         limit: usize,
     ) -> Result<(Vec<&Order>, Option<OrderId>), Rejection> {
-        let id =
-            self.dealer_id(dealer).ok_or_else(|| Rejection::UnknownDealer { dealer: dealer.to_owned() })?;
+        let id = self
+            .dealer_id(dealer)
+            .ok_or_else(|| Rejection::UnknownDealer {
+                dealer: dealer.to_owned(),
+            })?;
         let limit = clamp_limit(limit);
         let ids = &self.index.dealer_orders[id.index()];
         let end = before.map_or(ids.len(), |b| ids.partition_point(|&i| i < b));
@@ -294,14 +319,23 @@ impl Ledger {
     }
 
     /// A SKU's price (for `dealer`, if named) and availability at `now_ms`.
-    pub fn sku_view(&self, code: &str, dealer: Option<&str>, now_ms: u64) -> Result<SkuView, Rejection> {
-        let id = self.sku_id(code).ok_or_else(|| Rejection::UnknownSku { sku: code.to_owned() })?;
+    pub fn sku_view(
+        &self,
+        code: &str,
+        dealer: Option<&str>,
+        now_ms: u64,
+    ) -> Result<SkuView, Rejection> {
+        let id = self.sku_id(code).ok_or_else(|| Rejection::UnknownSku {
+            sku: code.to_owned(),
+        })?;
         let sku = &self.state.skus[id.index()];
         let (unit_price, promotion) = match dealer {
             Some(dealer) => {
                 let dealer = self
                     .dealer_id(dealer)
-                    .ok_or_else(|| Rejection::UnknownDealer { dealer: dealer.to_owned() })?;
+                    .ok_or_else(|| Rejection::UnknownDealer {
+                        dealer: dealer.to_owned(),
+                    })?;
                 self.price(id, dealer, sku.min_qty.max(1), now_ms)
             }
             None => (sku.base_price, None),

@@ -37,17 +37,26 @@ impl Sku {
 }
 
 impl Ledger {
-    pub(crate) fn stock_ids(&self, sku: &str, warehouse: &str) -> Result<(SkuId, WarehouseId), Rejection> {
+    pub(crate) fn stock_ids(
+        &self,
+        sku: &str,
+        warehouse: &str,
+    ) -> Result<(SkuId, WarehouseId), Rejection> {
         let sku_id = *self
             .index
             .skus
             .get(sku)
-            .ok_or_else(|| Rejection::UnknownSku { sku: sku.to_owned() })?;
-        let warehouse_id = *self
-            .index
-            .warehouses
-            .get(warehouse)
-            .ok_or_else(|| Rejection::UnknownWarehouse { warehouse: warehouse.to_owned() })?;
+            .ok_or_else(|| Rejection::UnknownSku {
+                sku: sku.to_owned(),
+            })?;
+        let warehouse_id =
+            *self
+                .index
+                .warehouses
+                .get(warehouse)
+                .ok_or_else(|| Rejection::UnknownWarehouse {
+                    warehouse: warehouse.to_owned(),
+                })?;
         Ok((sku_id, warehouse_id))
     }
 
@@ -61,13 +70,20 @@ impl Ledger {
     ) -> Result<Effect, Rejection> {
         let (sku_id, warehouse_id) = self.stock_ids(sku, warehouse)?;
         check_qty("qty", qty, 1)?;
-        let current = self.state.skus[sku_id.index()].cell(warehouse_id).map_or(0, |c| c.on_hand);
+        let current = self.state.skus[sku_id.index()]
+            .cell(warehouse_id)
+            .map_or(0, |c| c.on_hand);
         let on_hand = current
             .checked_add(qty)
             .filter(|&q| q <= QTY_MAX)
             .ok_or_else(|| Rejection::overflow("on_hand"))?;
         self.set_on_hand(sku_id, warehouse_id, on_hand)?;
-        let kind = EventKind::StockReceived { sku: sku_id, warehouse: warehouse_id, qty, on_hand };
+        let kind = EventKind::StockReceived {
+            sku: sku_id,
+            warehouse: warehouse_id,
+            qty,
+            on_hand,
+        };
         self.emit(now_ms, kind, events);
         self.settle_sku(sku_id, now_ms, events);
         Ok(Effect::Applied)
@@ -84,7 +100,11 @@ impl Ledger {
         let (sku_id, warehouse_id) = self.stock_ids(sku, warehouse)?;
         check_qty("on_hand", on_hand, 0)?;
         self.set_on_hand(sku_id, warehouse_id, on_hand)?;
-        let kind = EventKind::StockAdjusted { sku: sku_id, warehouse: warehouse_id, on_hand };
+        let kind = EventKind::StockAdjusted {
+            sku: sku_id,
+            warehouse: warehouse_id,
+            on_hand,
+        };
         self.emit(now_ms, kind, events);
         self.settle_sku(sku_id, now_ms, events);
         Ok(Effect::Applied)
@@ -92,9 +112,16 @@ impl Ledger {
 
     /// Set a cell's on_hand (creating the cell), keeping the SKU's sum; refused below
     /// what the cell has reserved.
-    fn set_on_hand(&mut self, sku: SkuId, warehouse: WarehouseId, on_hand: u64) -> Result<(), Rejection> {
+    fn set_on_hand(
+        &mut self,
+        sku: SkuId,
+        warehouse: WarehouseId,
+        on_hand: u64,
+    ) -> Result<(), Rejection> {
         let sku = &mut self.state.skus[sku.index()];
-        let (current, reserved) = sku.cell(warehouse).map_or((0, 0), |c| (c.on_hand, c.reserved));
+        let (current, reserved) = sku
+            .cell(warehouse)
+            .map_or((0, 0), |c| (c.on_hand, c.reserved));
         if on_hand < reserved {
             return Err(Rejection::BelowReserved { on_hand, reserved });
         }
@@ -103,7 +130,11 @@ impl Ledger {
             .ok_or_else(|| Rejection::overflow("on_hand"))?;
         match sku.cell_mut(warehouse) {
             Some(cell) => cell.on_hand = on_hand,
-            None => sku.cells.push(StockCell { warehouse, on_hand, reserved: 0 }),
+            None => sku.cells.push(StockCell {
+                warehouse,
+                on_hand,
+                reserved: 0,
+            }),
         }
         sku.on_hand = total;
         Ok(())
@@ -125,7 +156,15 @@ impl Ledger {
         let crossed = below && !sku.below_threshold;
         sku.below_threshold = below;
         if crossed {
-            self.emit(now_ms, EventKind::LowStock { sku: sku_id, available, threshold }, events);
+            self.emit(
+                now_ms,
+                EventKind::LowStock {
+                    sku: sku_id,
+                    available,
+                    threshold,
+                },
+                events,
+            );
         }
     }
 }

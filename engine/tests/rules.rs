@@ -1,6 +1,11 @@
 //! One test per rule of DESIGN.md's domain and precise rules, with the edge cases that
 //! portals and admins depend on. Deterministic: no seeds; a failure names its rule.
-#![allow(clippy::unwrap_used, clippy::too_many_lines)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::too_many_lines,
+    clippy::many_single_char_names,
+    clippy::needless_pass_by_value
+)]
 
 use allot_engine::{
     Command, DealerSpec, Effect, Event, EventKind, Ledger, LineRequest, OrderAction, OrderId,
@@ -19,13 +24,22 @@ impl Book {
     /// Warehouses WA (region north), WB (north), WC (south); dealer D1 (gold, north,
     /// limit 1,000,000); SKU S1 price 100, S2 price 50.
     fn new() -> Self {
-        let mut book = Self { ledger: Ledger::default(), events: Vec::new(), now_ms: 1_000 };
+        let mut book = Self {
+            ledger: Ledger::default(),
+            events: Vec::new(),
+            now_ms: 1_000,
+        };
         for (code, region) in [("WA", "north"), ("WB", "north"), ("WC", "south")] {
-            book.ok(Command::PutWarehouse(WarehouseSpec { code: code.into(), region: region.into() }));
+            book.ok(Command::PutWarehouse(WarehouseSpec {
+                code: code.into(),
+                region: region.into(),
+            }));
         }
         book.ok(Command::PutSku(SkuSpec::new("S1", 100)));
         book.ok(Command::PutSku(SkuSpec::new("S2", 50)));
-        book.ok(Command::PutDealer(DealerSpec::new("D1", "gold", "north", 1_000_000)));
+        book.ok(Command::PutDealer(DealerSpec::new(
+            "D1", "gold", "north", 1_000_000,
+        )));
         book
     }
 
@@ -42,7 +56,11 @@ impl Book {
     }
 
     fn receive(&mut self, sku: &str, warehouse: &str, qty: u64) {
-        self.ok(Command::Receive { sku: sku.into(), warehouse: warehouse.into(), qty });
+        self.ok(Command::Receive {
+            sku: sku.into(),
+            warehouse: warehouse.into(),
+            qty,
+        });
     }
 
     fn place(&mut self, id: &str, lines: &[(&str, u64)]) -> Result<OrderId, Rejection> {
@@ -66,7 +84,9 @@ impl Book {
 
     fn cell(&self, sku: &str, warehouse: &str) -> (u64, u64) {
         let sku = &self.ledger.state().skus[self.ledger.sku_id(sku).unwrap().index()];
-        let cell = sku.cell(self.ledger.warehouse_id(warehouse).unwrap()).unwrap();
+        let cell = sku
+            .cell(self.ledger.warehouse_id(warehouse).unwrap())
+            .unwrap();
         (cell.on_hand, cell.reserved)
     }
 
@@ -75,7 +95,13 @@ impl Book {
         order
             .allocations
             .iter()
-            .map(|a| (a.line, self.ledger.warehouse_code(a.warehouse).to_owned(), a.qty))
+            .map(|a| {
+                (
+                    a.line,
+                    self.ledger.warehouse_code(a.warehouse).to_owned(),
+                    a.qty,
+                )
+            })
             .collect()
     }
 
@@ -125,7 +151,11 @@ fn short_line_rejects_whole_order_and_changes_nothing() {
     assert_eq!(
         err,
         Rejection::InsufficientStock {
-            lines: vec![ShortLine { sku: "S2".into(), requested: 3, available: 2 }]
+            lines: vec![ShortLine {
+                sku: "S2".into(),
+                requested: 3,
+                available: 2
+            }]
         }
     );
     assert_eq!(err.code(), "insufficient_stock");
@@ -143,7 +173,13 @@ fn exact_credit_order_passes_and_one_more_cent_fails() {
     book.place("po-1", &[("S1", 6)]).unwrap();
     assert_eq!(book.dealer().available_credit, 400);
     let err = book.place("po-2", &[("S1", 5)]).unwrap_err();
-    assert_eq!(err, Rejection::CreditExceeded { needed: 500, available: 400 });
+    assert_eq!(
+        err,
+        Rejection::CreditExceeded {
+            needed: 500,
+            available: 400
+        }
+    );
     book.place("po-3", &[("S1", 4)]).unwrap();
     assert_eq!(book.dealer().available_credit, 0);
 }
@@ -164,7 +200,10 @@ fn lowering_a_limit_below_held_credit_fails_later_orders() {
     book.put_dealer(|d| d.credit_limit = 500);
     assert_eq!(book.dealer().credit_held, 1_000);
     assert_eq!(book.dealer().available_credit, -500);
-    assert_eq!(book.place("po-2", &[("S1", 1)]).unwrap_err().code(), "credit_exceeded");
+    assert_eq!(
+        book.place("po-2", &[("S1", 1)]).unwrap_err().code(),
+        "credit_exceeded"
+    );
 }
 
 #[test]
@@ -215,16 +254,25 @@ fn promotion_is_active_on_half_open_window() {
     book.now_ms = 2_000;
     let end = book.place("d", &[("S1", 1)]).unwrap();
     let price = |book: &Book, id| book.ledger.order(id).unwrap().lines[0].unit_price;
-    assert_eq!([price(&book, early), price(&book, start), price(&book, last), price(&book, end)], [
-        100, 60, 60, 100
-    ]);
+    assert_eq!(
+        [
+            price(&book, early),
+            price(&book, start),
+            price(&book, last),
+            price(&book, end)
+        ],
+        [100, 60, 60, 100]
+    );
 }
 
 #[test]
 fn promotion_quota_boundary_prices_whole_line_or_none() {
     let mut book = Book::new();
     book.receive("S1", "WA", 100);
-    book.ok(Command::PutPromotion(PromotionSpec { quota: Some(10), ..promotion("P", 60) }));
+    book.ok(Command::PutPromotion(PromotionSpec {
+        quota: Some(10),
+        ..promotion("P", 60)
+    }));
     let a = book.place("a", &[("S1", 6)]).unwrap();
     // 4 left: a line of 5 is not covered, so it pays the regular price.
     let b = book.place("b", &[("S1", 5)]).unwrap();
@@ -245,7 +293,9 @@ fn promotion_quota_boundary_prices_whole_line_or_none() {
 fn per_dealer_promo_limit_stops_one_dealer_not_others() {
     let mut book = Book::new();
     book.receive("S1", "WA", 100);
-    book.ok(Command::PutDealer(DealerSpec::new("D2", "gold", "north", 1_000_000)));
+    book.ok(Command::PutDealer(DealerSpec::new(
+        "D2", "gold", "north", 1_000_000,
+    )));
     book.ok(Command::PutPromotion(PromotionSpec {
         quota: Some(100),
         per_dealer_limit: Some(5),
@@ -253,7 +303,9 @@ fn per_dealer_promo_limit_stops_one_dealer_not_others() {
     }));
     let a = book.place("a", &[("S1", 5)]).unwrap();
     let b = book.place("b", &[("S1", 1)]).unwrap();
-    let c = book.place_with(PlaceOrder::new("c", "D2", &[("S1", 5)])).unwrap();
+    let c = book
+        .place_with(PlaceOrder::new("c", "D2", &[("S1", 5)]))
+        .unwrap();
     let price = |id| book.ledger.order(id).unwrap().lines[0].unit_price;
     assert_eq!([price(a), price(b), price(c)], [60, 100, 60]);
 }
@@ -262,15 +314,24 @@ fn per_dealer_promo_limit_stops_one_dealer_not_others() {
 fn lowest_eligible_promotion_wins_ties_by_code() {
     let mut book = Book::new();
     book.receive("S1", "WA", 100);
-    book.ok(Command::PutPromotion(PromotionSpec { tiers: vec!["silver".into()], ..promotion("A", 10) }));
+    book.ok(Command::PutPromotion(PromotionSpec {
+        tiers: vec!["silver".into()],
+        ..promotion("A", 10)
+    }));
     book.ok(Command::PutPromotion(promotion("C", 50)));
     book.ok(Command::PutPromotion(promotion("B", 50)));
     let id = book.place("a", &[("S1", 1)]).unwrap();
     let line = &book.ledger.order(id).unwrap().lines[0];
     assert_eq!(line.unit_price, 50);
-    assert_eq!(book.ledger.state().promotions[line.promotion.unwrap().index()].code, "B");
+    assert_eq!(
+        book.ledger.state().promotions[line.promotion.unwrap().index()].code,
+        "B"
+    );
     let view = book.ledger.sku_view("S1", Some("D1"), book.now_ms).unwrap();
-    assert_eq!((view.unit_price, view.promotion.as_deref()), (50, Some("B")));
+    assert_eq!(
+        (view.unit_price, view.promotion.as_deref()),
+        (50, Some("B"))
+    );
 }
 
 #[test]
@@ -293,7 +354,9 @@ fn case_units_multiply_and_split_case_rules_hold() {
     // Below min_qty.
     let mut request = PlaceOrder::new("d", "D1", &[("S1", 1)]);
     request.lines[0].unit = Unit::Case;
-    assert!(matches!(book.place_with(request).unwrap_err(), Rejection::Invalid { field, .. } if field == "lines[0].qty"));
+    assert!(
+        matches!(book.place_with(request).unwrap_err(), Rejection::Invalid { field, .. } if field == "lines[0].qty")
+    );
     // Split case allows loose units.
     book.put_sku("S1", 100, |s| {
         s.case_size = 12;
@@ -310,32 +373,44 @@ fn allocation_prefers_region_then_most_available_then_code() {
     book.receive("S1", "WC", 50);
     // North dealer: WA and WB tie on 5 → WA first by code; south's WC only after.
     let id = book.place("a", &[("S1", 12)]).unwrap();
-    assert_eq!(book.allocations(id), vec![
-        (0, "WA".into(), 5),
-        (0, "WB".into(), 5),
-        (0, "WC".into(), 2)
-    ]);
+    assert_eq!(
+        book.allocations(id),
+        vec![
+            (0, "WA".into(), 5),
+            (0, "WB".into(), 5),
+            (0, "WC".into(), 2)
+        ]
+    );
     book.receive("S1", "WB", 3);
     book.receive("S1", "WA", 1);
     // Now WB has 3 and WA 1 available: most available first.
     let id = book.place("b", &[("S1", 4)]).unwrap();
-    assert_eq!(book.allocations(id), vec![(0, "WB".into(), 3), (0, "WA".into(), 1)]);
+    assert_eq!(
+        book.allocations(id),
+        vec![(0, "WB".into(), 3), (0, "WA".into(), 1)]
+    );
 }
 
 #[test]
 fn backorder_filled_across_two_receives_then_held() {
     let mut book = Book::new();
-    book.ok(Command::PutSettings(SettingsPatch { hold_ttl_s: Some(60), ..SettingsPatch::default() }));
+    book.ok(Command::PutSettings(SettingsPatch {
+        hold_ttl_s: Some(60),
+        ..SettingsPatch::default()
+    }));
     book.receive("S1", "WA", 2);
     let mut request = PlaceOrder::new("a", "D1", &[("S1", 10)]);
     request.backorder = true;
     let id = book.place_with(request).unwrap();
     let order = book.ledger.order(id).unwrap();
-    assert_eq!((order.status, order.lines[0].backordered, order.hold_expires_at_ms), (
-        OrderStatus::Backordered,
-        8,
-        None
-    ));
+    assert_eq!(
+        (
+            order.status,
+            order.lines[0].backordered,
+            order.hold_expires_at_ms
+        ),
+        (OrderStatus::Backordered, 8, None)
+    );
     assert_eq!(book.dealer().credit_held, 1_000);
     book.now_ms = 5_000;
     book.receive("S1", "WC", 5);
@@ -345,8 +420,15 @@ fn backorder_filled_across_two_receives_then_held() {
     book.receive("S1", "WA", 4);
     let order = book.ledger.order(id).unwrap();
     assert_eq!(order.status, OrderStatus::Held);
-    assert_eq!(order.hold_expires_at_ms, Some(7_000 + 60_000), "the hold clock starts at the fill");
-    assert_eq!(book.allocations(id), vec![(0, "WA".into(), 5), (0, "WC".into(), 5)]);
+    assert_eq!(
+        order.hold_expires_at_ms,
+        Some(7_000 + 60_000),
+        "the hold clock starts at the fill"
+    );
+    assert_eq!(
+        book.allocations(id),
+        vec![(0, "WA".into(), 5), (0, "WC".into(), 5)]
+    );
     assert_eq!(book.cell("S1", "WA"), (6, 5));
     assert!(book.event_names().contains(&"backorder_filled"));
     assert!(book.event_names().contains(&"order_status_changed"));
@@ -362,7 +444,10 @@ fn new_orders_cannot_jump_the_backorder_queue() {
     assert_eq!(book.ledger.order(first).unwrap().lines[0].backordered, 1);
     assert_eq!(book.ledger.sku_view("S1", None, 0).unwrap().available, 0);
     // A non-backorder order sees nothing available.
-    assert_eq!(book.place("b", &[("S1", 1)]).unwrap_err().code(), "insufficient_stock");
+    assert_eq!(
+        book.place("b", &[("S1", 1)]).unwrap_err().code(),
+        "insufficient_stock"
+    );
     book.receive("S1", "WA", 2);
     assert_eq!(book.status(first), OrderStatus::Held);
     book.place("b", &[("S1", 1)]).unwrap();
@@ -371,8 +456,12 @@ fn new_orders_cannot_jump_the_backorder_queue() {
 #[test]
 fn tier_priority_orders_the_queue_fifo_within_a_tier() {
     let mut book = Book::new();
-    book.ok(Command::PutDealer(DealerSpec::new("D2", "platinum", "north", 1_000_000)));
-    book.ok(Command::PutDealer(DealerSpec::new("D3", "platinum", "north", 1_000_000)));
+    book.ok(Command::PutDealer(DealerSpec::new(
+        "D2", "platinum", "north", 1_000_000,
+    )));
+    book.ok(Command::PutDealer(DealerSpec::new(
+        "D3", "platinum", "north", 1_000_000,
+    )));
     book.ok(Command::PutSettings(SettingsPatch {
         backorder_priority: Some(vec!["platinum".into()]),
         ..SettingsPatch::default()
@@ -386,7 +475,11 @@ fn tier_priority_orders_the_queue_fifo_within_a_tier() {
     book.receive("S1", "WA", 1);
     assert_eq!(book.status(ids[1]), OrderStatus::Held, "platinum first");
     book.receive("S1", "WA", 1);
-    assert_eq!(book.status(ids[2]), OrderStatus::Held, "then FIFO within platinum");
+    assert_eq!(
+        book.status(ids[2]),
+        OrderStatus::Held,
+        "then FIFO within platinum"
+    );
     assert_eq!(book.status(ids[0]), OrderStatus::Backordered);
     book.receive("S1", "WA", 1);
     assert_eq!(book.status(ids[0]), OrderStatus::Held);
@@ -395,7 +488,9 @@ fn tier_priority_orders_the_queue_fifo_within_a_tier() {
 #[test]
 fn cancel_of_partially_filled_backorder_releases_and_refills() {
     let mut book = Book::new();
-    book.ok(Command::PutDealer(DealerSpec::new("D2", "gold", "north", 1_000_000)));
+    book.ok(Command::PutDealer(DealerSpec::new(
+        "D2", "gold", "north", 1_000_000,
+    )));
     let mut request = PlaceOrder::new("a", "D1", &[("S1", 5), ("S2", 1)]);
     request.backorder = true;
     let first = book.place_with(request).unwrap();
@@ -419,7 +514,10 @@ fn cancel_of_partially_filled_backorder_releases_and_refills() {
 #[test]
 fn expiry_happens_exactly_at_the_deadline() {
     let mut book = Book::new();
-    book.ok(Command::PutSettings(SettingsPatch { hold_ttl_s: Some(10), ..SettingsPatch::default() }));
+    book.ok(Command::PutSettings(SettingsPatch {
+        hold_ttl_s: Some(10),
+        ..SettingsPatch::default()
+    }));
     book.receive("S1", "WA", 5);
     let id = book.place("a", &[("S1", 5)]).unwrap();
     let deadline = book.ledger.order(id).unwrap().hold_expires_at_ms.unwrap();
@@ -443,15 +541,24 @@ fn confirm_at_the_deadline_finds_the_order_expired() {
     let mut events = Vec::new();
     let outcome = book.ledger.apply(
         book.now_ms,
-        &Command::ActOnOrder { order: id, action: OrderAction::Confirm },
+        &Command::ActOnOrder {
+            order: id,
+            action: OrderAction::Confirm,
+        },
         &mut events,
     );
-    assert_eq!(outcome.result.unwrap_err(), Rejection::InvalidTransition {
-        order: id,
-        from: OrderStatus::Expired,
-        action: OrderAction::Confirm
-    });
-    assert!(outcome.changed, "the expiry must be logged even though the confirm failed");
+    assert_eq!(
+        outcome.result.unwrap_err(),
+        Rejection::InvalidTransition {
+            order: id,
+            from: OrderStatus::Expired,
+            action: OrderAction::Confirm
+        }
+    );
+    assert!(
+        outcome.changed,
+        "the expiry must be logged even though the confirm failed"
+    );
 }
 
 #[test]
@@ -461,9 +568,11 @@ fn idempotent_replay_returns_the_order_and_conflicting_replay_is_refused() {
     let id = book.place("po 1", &[("S1", 2)]).unwrap();
     let before = book.ledger.digest();
     let mut events = Vec::new();
-    let outcome = book
-        .ledger
-        .apply(book.now_ms, &Command::PlaceOrder(PlaceOrder::new("po 1", "D1", &[("S1", 2)])), &mut events);
+    let outcome = book.ledger.apply(
+        book.now_ms,
+        &Command::PlaceOrder(PlaceOrder::new("po 1", "D1", &[("S1", 2)])),
+        &mut events,
+    );
     assert_eq!(outcome.result, Ok(Effect::OrderReplayed(id)));
     assert!(!outcome.changed);
     assert!(events.is_empty());
@@ -473,10 +582,19 @@ fn idempotent_replay_returns_the_order_and_conflicting_replay_is_refused() {
     // Same quantity in cases is a different body.
     let mut request = PlaceOrder::new("po 1", "D1", &[("S1", 2)]);
     request.lines[0].unit = Unit::Case;
-    assert_eq!(book.place_with(request).unwrap_err().code(), "idempotency_conflict");
+    assert_eq!(
+        book.place_with(request).unwrap_err().code(),
+        "idempotency_conflict"
+    );
     // Keys are per dealer.
-    book.ok(Command::PutDealer(DealerSpec::new("D2", "gold", "north", 1_000_000)));
-    assert_ne!(book.place_with(PlaceOrder::new("po 1", "D2", &[("S1", 2)])).unwrap(), id);
+    book.ok(Command::PutDealer(DealerSpec::new(
+        "D2", "gold", "north", 1_000_000,
+    )));
+    assert_ne!(
+        book.place_with(PlaceOrder::new("po 1", "D2", &[("S1", 2)]))
+            .unwrap(),
+        id
+    );
 }
 
 #[test]
@@ -485,10 +603,24 @@ fn adjust_below_reserved_is_refused() {
     book.receive("S1", "WA", 10);
     book.place("a", &[("S1", 6)]).unwrap();
     let err = book
-        .run(Command::Adjust { sku: "S1".into(), warehouse: "WA".into(), on_hand: 5 })
+        .run(Command::Adjust {
+            sku: "S1".into(),
+            warehouse: "WA".into(),
+            on_hand: 5,
+        })
         .unwrap_err();
-    assert_eq!(err, Rejection::BelowReserved { on_hand: 5, reserved: 6 });
-    book.ok(Command::Adjust { sku: "S1".into(), warehouse: "WA".into(), on_hand: 6 });
+    assert_eq!(
+        err,
+        Rejection::BelowReserved {
+            on_hand: 5,
+            reserved: 6
+        }
+    );
+    book.ok(Command::Adjust {
+        sku: "S1".into(),
+        warehouse: "WA".into(),
+        on_hand: 6,
+    });
     assert_eq!(book.cell("S1", "WA"), (6, 6));
 }
 
@@ -499,12 +631,18 @@ fn confirm_ship_moves_credit_and_stock_and_accrues_rebate() {
     book.receive("S1", "WA", 10);
     let id = book.place("a", &[("S1", 4)]).unwrap();
     book.act(id, OrderAction::Confirm).unwrap();
-    assert_eq!((book.dealer().credit_held, book.dealer().credit_used), (0, 400));
+    assert_eq!(
+        (book.dealer().credit_held, book.dealer().credit_used),
+        (0, 400)
+    );
     assert_eq!(book.ledger.order(id).unwrap().hold_expires_at_ms, None);
     book.act(id, OrderAction::Ship).unwrap();
     assert_eq!(book.cell("S1", "WA"), (6, 0));
     assert_eq!(book.dealer().rebate_balance, 10);
-    assert_eq!(book.act(id, OrderAction::Cancel).unwrap_err().code(), "invalid_transition");
+    assert_eq!(
+        book.act(id, OrderAction::Cancel).unwrap_err().code(),
+        "invalid_transition"
+    );
 }
 
 #[test]
@@ -518,13 +656,20 @@ fn rebate_spends_balance_and_is_bounded() {
     assert_eq!(book.dealer().rebate_balance, 100);
     let mut request = PlaceOrder::new("b", "D1", &[("S1", 1)]);
     request.use_rebate = 101;
-    assert_eq!(book.place_with(request).unwrap_err(), Rejection::RebateExceeded {
-        requested: 101,
-        allowed: 100
-    });
+    assert_eq!(
+        book.place_with(request).unwrap_err(),
+        Rejection::RebateExceeded {
+            requested: 101,
+            allowed: 100
+        }
+    );
     let mut request = PlaceOrder::new("c", "D1", &[("S2", 1)]);
     request.use_rebate = 60;
-    assert_eq!(book.place_with(request).unwrap_err().code(), "rebate_exceeded", "above total");
+    assert_eq!(
+        book.place_with(request).unwrap_err().code(),
+        "rebate_exceeded",
+        "above total"
+    );
     let mut request = PlaceOrder::new("d", "D1", &[("S1", 1)]);
     request.use_rebate = 30;
     let id = book.place_with(request).unwrap();
@@ -546,7 +691,10 @@ fn approval_threshold_compares_total_before_rebate() {
     assert_eq!(book.status(small), OrderStatus::Held);
     assert_eq!(book.status(big), OrderStatus::PendingApproval);
     assert_eq!(book.ledger.order(big).unwrap().hold_expires_at_ms, None);
-    assert_eq!(book.act(big, OrderAction::Confirm).unwrap_err().code(), "invalid_transition");
+    assert_eq!(
+        book.act(big, OrderAction::Confirm).unwrap_err().code(),
+        "invalid_transition"
+    );
     book.act(big, OrderAction::Approve).unwrap();
     assert_eq!(book.status(big), OrderStatus::Confirmed);
     assert_eq!(book.dealer().credit_used, 550);
@@ -572,7 +720,10 @@ fn cancelling_confirmed_order_lowers_credit_used_not_below_zero() {
     book.receive("S1", "WA", 10);
     let id = book.place("a", &[("S1", 5)]).unwrap();
     book.act(id, OrderAction::Confirm).unwrap();
-    book.ok(Command::RecordPayment { dealer: "D1".into(), amount: 300 });
+    book.ok(Command::RecordPayment {
+        dealer: "D1".into(),
+        amount: 300,
+    });
     assert_eq!(book.dealer().credit_used, 200);
     book.act(id, OrderAction::Cancel).unwrap();
     assert_eq!(book.dealer().credit_used, 0);
@@ -585,9 +736,23 @@ fn payment_above_credit_used_is_overpayment() {
     book.receive("S1", "WA", 10);
     let id = book.place("a", &[("S1", 1)]).unwrap();
     book.act(id, OrderAction::Confirm).unwrap();
-    let err = book.run(Command::RecordPayment { dealer: "D1".into(), amount: 101 }).unwrap_err();
-    assert_eq!(err, Rejection::Overpayment { amount: 101, credit_used: 100 });
-    book.ok(Command::RecordPayment { dealer: "D1".into(), amount: 100 });
+    let err = book
+        .run(Command::RecordPayment {
+            dealer: "D1".into(),
+            amount: 101,
+        })
+        .unwrap_err();
+    assert_eq!(
+        err,
+        Rejection::Overpayment {
+            amount: 101,
+            credit_used: 100
+        }
+    );
+    book.ok(Command::RecordPayment {
+        dealer: "D1".into(),
+        amount: 100,
+    });
     assert_eq!(book.dealer().credit_used, 0);
 }
 
@@ -598,18 +763,34 @@ fn low_stock_fires_once_per_crossing_and_on_threshold_change() {
     book.receive("S1", "WA", 10);
     assert!(!book.event_names().contains(&"low_stock"));
     book.place("a", &[("S1", 5)]).unwrap();
-    assert!(!book.event_names().contains(&"low_stock"), "5 is not below 5");
+    assert!(
+        !book.event_names().contains(&"low_stock"),
+        "5 is not below 5"
+    );
     book.place("b", &[("S1", 1)]).unwrap();
     assert!(book.event_names().contains(&"low_stock"));
     book.place("c", &[("S1", 1)]).unwrap();
-    assert!(!book.event_names().contains(&"low_stock"), "once per crossing");
+    assert!(
+        !book.event_names().contains(&"low_stock"),
+        "once per crossing"
+    );
     assert_eq!(book.ledger.low_stock().len(), 1);
     book.receive("S1", "WA", 10);
     assert!(book.ledger.low_stock().is_empty());
     // Raising the threshold above what is available is a crossing too.
     book.put_sku("S1", 100, |s| s.low_stock_threshold = 50);
-    let low = book.events.iter().find(|e| matches!(e.kind, EventKind::LowStock { .. }));
-    assert!(matches!(low.unwrap().kind, EventKind::LowStock { available: 13, threshold: 50, .. }));
+    let low = book
+        .events
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::LowStock { .. }));
+    assert!(matches!(
+        low.unwrap().kind,
+        EventKind::LowStock {
+            available: 13,
+            threshold: 50,
+            ..
+        }
+    ));
     // Threshold 0 disables the watch.
     book.put_sku("S1", 100, |s| s.low_stock_threshold = 0);
     assert!(book.ledger.low_stock().is_empty());
@@ -624,27 +805,66 @@ fn order_validation_names_the_field() {
         other => panic!("expected a validation error, got {other:?}"),
     };
     assert_eq!(invalid_field(book.place("a", &[]).unwrap_err()), "lines");
-    assert_eq!(invalid_field(book.place("a", &[("S1", 0)]).unwrap_err()), "lines[0].qty");
-    assert_eq!(invalid_field(book.place("a", &[("S1", 1), ("S1", 2)]).unwrap_err()), "lines");
-    assert_eq!(invalid_field(book.place("", &[("S1", 1)]).unwrap_err()), "client_order_id");
-    assert_eq!(invalid_field(book.place(&"x".repeat(129), &[("S1", 1)]).unwrap_err()), "client_order_id");
-    assert_eq!(book.place("a", &[("NOPE", 1)]).unwrap_err(), Rejection::UnknownSku { sku: "NOPE".into() });
-    let err = book.place_with(PlaceOrder::new("a", "NOPE", &[("S1", 1)])).unwrap_err();
+    assert_eq!(
+        invalid_field(book.place("a", &[("S1", 0)]).unwrap_err()),
+        "lines[0].qty"
+    );
+    assert_eq!(
+        invalid_field(book.place("a", &[("S1", 1), ("S1", 2)]).unwrap_err()),
+        "lines"
+    );
+    assert_eq!(
+        invalid_field(book.place("", &[("S1", 1)]).unwrap_err()),
+        "client_order_id"
+    );
+    assert_eq!(
+        invalid_field(book.place(&"x".repeat(129), &[("S1", 1)]).unwrap_err()),
+        "client_order_id"
+    );
+    assert_eq!(
+        book.place("a", &[("NOPE", 1)]).unwrap_err(),
+        Rejection::UnknownSku { sku: "NOPE".into() }
+    );
+    let err = book
+        .place_with(PlaceOrder::new("a", "NOPE", &[("S1", 1)]))
+        .unwrap_err();
     assert_eq!(err.code(), "unknown_dealer");
-    book.ok(Command::PutSettings(SettingsPatch { max_lines: Some(1), ..SettingsPatch::default() }));
-    assert_eq!(invalid_field(book.place("a", &[("S1", 1), ("S2", 1)]).unwrap_err()), "lines");
+    book.ok(Command::PutSettings(SettingsPatch {
+        max_lines: Some(1),
+        ..SettingsPatch::default()
+    }));
+    assert_eq!(
+        invalid_field(book.place("a", &[("S1", 1), ("S2", 1)]).unwrap_err()),
+        "lines"
+    );
 }
 
 #[test]
 fn huge_quantities_and_prices_are_refused_not_overflowed() {
     let mut book = Book::new();
-    book.put_sku("S1", allot_engine::limits::MONEY_MAX, |s| s.case_size = 1_000_000);
+    book.put_sku("S1", allot_engine::limits::MONEY_MAX, |s| {
+        s.case_size = 1_000_000
+    });
     let mut request = PlaceOrder::new("a", "D1", &[("S1", u64::MAX)]);
-    assert_eq!(book.place_with(request.clone()).unwrap_err().code(), "invalid_field");
-    request.lines[0] = LineRequest { sku: "S1".into(), qty: 10_000_000, unit: Unit::Case };
+    assert_eq!(
+        book.place_with(request.clone()).unwrap_err().code(),
+        "invalid_field"
+    );
+    request.lines[0] = LineRequest {
+        sku: "S1".into(),
+        qty: 10_000_000,
+        unit: Unit::Case,
+    };
     assert_eq!(book.place_with(request).unwrap_err().code(), "overflow");
-    assert_eq!(book.place("b", &[("S1", 1_000_000)]).unwrap_err().code(), "overflow");
-    let err = book.run(Command::Receive { sku: "S1".into(), warehouse: "WA".into(), qty: u64::MAX });
+    assert_eq!(
+        book.place("b", &[("S1", 1_000_000)]).unwrap_err().code(),
+        "overflow"
+    );
+    let err = book.run(Command::Receive {
+        sku: "S1".into(),
+        warehouse: "WA".into(),
+        qty: u64::MAX,
+    });
     assert_eq!(err.unwrap_err().code(), "invalid_field");
 }
 
@@ -673,7 +893,10 @@ fn dealer_stock_view_splits_reserved_confirmed_backordered() {
     book.place_with(request).unwrap();
     let view = book.ledger.dealer_stock("D1").unwrap();
     assert_eq!(view.len(), 1);
-    assert_eq!((view[0].reserved, view[0].confirmed, view[0].backordered), (3, 2, 2));
+    assert_eq!(
+        (view[0].reserved, view[0].confirmed, view[0].backordered),
+        (3, 2, 2)
+    );
 }
 
 #[test]
@@ -681,7 +904,11 @@ fn stock_page_pages_by_sku_code_with_filters() {
     let mut book = Book::new();
     for i in 0..5 {
         book.put_sku(&format!("K{i}"), 10, |s| s.low_stock_threshold = 3);
-        book.receive(&format!("K{i}"), if i % 2 == 0 { "WA" } else { "WC" }, 1 + i);
+        book.receive(
+            &format!("K{i}"),
+            if i % 2 == 0 { "WA" } else { "WC" },
+            1 + i,
+        );
     }
     let query = |cursor: Option<String>| allot_engine::query::StockQuery {
         cursor,
@@ -698,22 +925,37 @@ fn stock_page_pages_by_sku_code_with_filters() {
             break;
         }
     }
-    assert_eq!(pages, [["K0", "K1"], ["K2", "K3"], ["K4", "S1"], ["S2", ""]].map(|p| {
-        p.iter().filter(|c| !c.is_empty()).map(|c| (*c).to_owned()).collect::<Vec<_>>()
-    }));
+    assert_eq!(
+        pages,
+        [["K0", "K1"], ["K2", "K3"], ["K4", "S1"], ["S2", ""]].map(|p| {
+            p.iter()
+                .filter(|c| !c.is_empty())
+                .map(|c| (*c).to_owned())
+                .collect::<Vec<_>>()
+        })
+    );
     let mut filtered = query(None);
     filtered.warehouse = Some("WC".into());
     filtered.limit = 100;
     let page = book.ledger.stock_page(&filtered).unwrap();
-    assert_eq!(page.skus.iter().map(|s| s.sku.as_str()).collect::<Vec<_>>(), ["K1", "K3"]);
+    assert_eq!(
+        page.skus.iter().map(|s| s.sku.as_str()).collect::<Vec<_>>(),
+        ["K1", "K3"]
+    );
     let mut below = query(None);
     below.below_threshold = true;
     below.limit = 100;
     let page = book.ledger.stock_page(&below).unwrap();
-    assert_eq!(page.skus.iter().map(|s| s.sku.as_str()).collect::<Vec<_>>(), ["K0", "K1"]);
+    assert_eq!(
+        page.skus.iter().map(|s| s.sku.as_str()).collect::<Vec<_>>(),
+        ["K0", "K1"]
+    );
     let mut unknown = query(None);
     unknown.sku = Some("NOPE".into());
-    assert_eq!(book.ledger.stock_page(&unknown).unwrap_err().code(), "unknown_sku");
+    assert_eq!(
+        book.ledger.stock_page(&unknown).unwrap_err().code(),
+        "unknown_sku"
+    );
 }
 
 #[test]
@@ -731,14 +973,20 @@ fn dealer_orders_list_newest_first_with_cursor() {
     let (page, next) = book.ledger.dealer_orders("D1", None, next, 2).unwrap();
     assert_eq!(page.iter().map(|o| o.id.0).collect::<Vec<_>>(), [1]);
     assert_eq!(next, None);
-    let (page, _) = book.ledger.dealer_orders("D1", Some(OrderStatus::Cancelled), None, 10).unwrap();
+    let (page, _) = book
+        .ledger
+        .dealer_orders("D1", Some(OrderStatus::Cancelled), None, 10)
+        .unwrap();
     assert_eq!(page.iter().map(|o| o.id.0).collect::<Vec<_>>(), [2]);
 }
 
 #[test]
 fn holds_expiring_lists_soonest_first_within_window() {
     let mut book = Book::new();
-    book.ok(Command::PutSettings(SettingsPatch { hold_ttl_s: Some(100), ..SettingsPatch::default() }));
+    book.ok(Command::PutSettings(SettingsPatch {
+        hold_ttl_s: Some(100),
+        ..SettingsPatch::default()
+    }));
     book.receive("S1", "WA", 100);
     book.place("a", &[("S1", 1)]).unwrap();
     book.now_ms += 50_000;
@@ -753,7 +1001,10 @@ fn holds_expiring_lists_soonest_first_within_window() {
 fn snapshot_restore_gives_an_identical_ledger() {
     let mut book = Book::new();
     book.receive("S1", "WA", 3);
-    book.ok(Command::PutPromotion(PromotionSpec { quota: Some(5), ..promotion("P", 60) }));
+    book.ok(Command::PutPromotion(PromotionSpec {
+        quota: Some(5),
+        ..promotion("P", 60)
+    }));
     book.place("a", &[("S1", 2)]).unwrap();
     let mut request = PlaceOrder::new("b", "D1", &[("S1", 4)]);
     request.backorder = true;
@@ -765,7 +1016,11 @@ fn snapshot_restore_gives_an_identical_ledger() {
     let mut original = book.ledger.clone();
     let mut copy = restored;
     let (mut e1, mut e2) = (Vec::new(), Vec::new());
-    let receive = Command::Receive { sku: "S1".into(), warehouse: "WA".into(), qty: 10 };
+    let receive = Command::Receive {
+        sku: "S1".into(),
+        warehouse: "WA".into(),
+        qty: 10,
+    };
     original.apply(2_000_000, &receive, &mut e1);
     copy.apply(2_000_000, &receive, &mut e2);
     assert_eq!(e1, e2);
@@ -798,7 +1053,10 @@ fn commands_and_events_round_trip_through_serde() {
         assert_eq!(&serde_json::from_str::<Event>(&json).unwrap(), event);
     }
     let state = serde_json::to_string(book.ledger.state()).unwrap();
-    assert_eq!(&serde_json::from_str::<allot_engine::State>(&state).unwrap(), book.ledger.state());
+    assert_eq!(
+        &serde_json::from_str::<allot_engine::State>(&state).unwrap(),
+        book.ledger.state()
+    );
 }
 
 #[test]

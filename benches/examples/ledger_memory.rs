@@ -1,0 +1,42 @@
+//! Resident memory of a ledger holding 1,000,000 open 3-line orders (plus the
+//! benchmark book of 10,000 SKUs × 8 warehouses and 1,000 dealers).
+//! `cargo run --release -p allot-benches --example ledger_memory [-- ORDERS]`.
+
+use allot_benches::{apply_ok, build_book, Orders};
+
+fn resident_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    let orders: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let base_kib = resident_kib();
+    let mut ledger = build_book(86_400);
+    let book_kib = resident_kib();
+    let mut generator = Orders::new(3, false);
+    let mut events = Vec::new();
+    for _ in 0..orders {
+        apply_ok(&mut ledger, 1, &generator.next_order(), &mut events);
+        events.clear();
+    }
+    let full_kib = resident_kib();
+    let open = ledger.order_count();
+    println!(
+        "book (10,000 SKUs x 8 warehouses, 1,000 dealers): {} MiB",
+        (book_kib - base_kib) / 1024
+    );
+    println!(
+        "{open} open 3-line orders: {} MiB more ({} bytes per order); total resident {} MiB",
+        (full_kib - book_kib) / 1024,
+        (full_kib - book_kib) * 1024 / open.max(1),
+        full_kib / 1024
+    );
+}

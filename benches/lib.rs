@@ -1,0 +1,226 @@
+//! Benchmarks for allot live in this package's bench targets:
+//! - `engine.rs`: `engine/place_3_lines`, `engine/place_3_lines_hot`, `engine/tick_expire`;
+//! - `wal.rs`: `wal/group_commit`, `wal/replay`;
+//! - `examples/ledger_memory.rs`: resident memory of a ledger with 1,000,000 open orders.
+//!
+//! Run them with `cargo bench -p allot-benches` and
+//! `cargo run --release -p allot-benches --example ledger_memory`.
+//! This library holds the book and workload they share.
+
+use allot_engine::{
+    Command, DealerSpec, Event, Ledger, OrderAction, OrderId, PlaceOrder, SettingsPatch, SkuSpec,
+    WarehouseSpec,
+};
+
+/// Sizes of the benchmark book.
+pub const SKUS: usize = 10_000;
+pub const WAREHOUSES: usize = 8;
+pub const DEALERS: usize = 1_000;
+/// Units per stock cell: enough that a steady mix never drains a SKU.
+pub const STOCK_PER_CELL: u64 = 1_000_000_000;
+/// Hot SKUs of the skewed workload.
+pub const HOT_SKUS: usize = 10;
+
+/// A small, fast, seeded generator (xorshift64*), so workloads are repeatable.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+pub fn sku_code(i: usize) -> String {
+    format!("SKU-{i:05}")
+}
+
+pub fn dealer_code(i: usize) -> String {
+    format!("D-{i:04}")
+}
+
+/// A book of `SKUS` × `WAREHOUSES` stocked cells and `DEALERS` dealers with ample
+/// credit, in 4 regions and 3 tiers, with tier and region prices on some SKUs.
+pub fn build_book(hold_ttl_s: u64) -> Ledger {
+    let mut ledger = Ledger::default();
+    let mut events = Vec::new();
+    let mut run = |ledger: &mut Ledger, command: Command| {
+        let outcome = ledger.apply(0, &command, &mut events);
+        assert!(
+            outcome.result.is_ok(),
+            "set-up command refused: {outcome:?}"
+        );
+        events.clear();
+    };
+    run(
+        &mut ledger,
+        Command::PutSettings(SettingsPatch {
+            hold_ttl_s: Some(hold_ttl_s),
+            ..SettingsPatch::default()
+        }),
+    );
+    for w in 0..WAREHOUSES {
+        let spec = WarehouseSpec {
+            code: format!("WH-{w}"),
+            region: format!("R{}", w % 4),
+        };
+        run(&mut ledger, Command::PutWarehouse(spec));
+    }
+    for s in 0..SKUS {
+        let price = i64::try_from(s).expect("SKU counts are small");
+        let mut spec = SkuSpec::new(sku_code(s), 1_000 + price);
+        if s % 3 == 0 {
+            spec.tier_prices.insert("gold".into(), 900 + price);
+        }
+        if s % 5 == 0 {
+            spec.region_prices.insert("R1".into(), 950 + price);
+        }
+        spec.low_stock_threshold = 100;
+        run(&mut ledger, Command::PutSku(spec));
+        for w in 0..WAREHOUSES {
+            let receive = Command::Receive {
+                sku: sku_code(s),
+                warehouse: format!("WH-{w}"),
+                qty: STOCK_PER_CELL,
+            };
+            run(&mut ledger, receive);
+        }
+    }
+    for d in 0..DEALERS {
+        let tier = ["gold", "silver", "bronze"][d % 3];
+        let spec = DealerSpec::new(
+            dealer_code(d),
+            tier,
+            format!("R{}", d % 4),
+            allot_engine::limits::MONEY_MAX,
+        );
+        run(&mut ledger, Command::PutDealer(spec));
+    }
+    ledger
+}
+
+/// Generates 3-line orders over distinct SKUs; with `hot`, each line is on one of
+/// `HOT_SKUS` hot SKUs with probability 1/2.
+#[derive(Clone, Debug)]
+pub struct Orders {
+    rng: Rng,
+    hot: bool,
+    next: u64,
+}
+
+impl Orders {
+    pub fn new(seed: u64, hot: bool) -> Self {
+        Self {
+            rng: Rng::new(seed),
+            hot,
+            next: 0,
+        }
+    }
+
+    pub fn next_order(&mut self) -> Command {
+        self.next += 1;
+        let mut skus = [usize::MAX; 3];
+        for i in 0..3 {
+            loop {
+                let s = if self.hot && self.rng.below(2) == 0 {
+                    self.rng.below(HOT_SKUS)
+                } else {
+                    HOT_SKUS + self.rng.below(SKUS - HOT_SKUS)
+                };
+                if !skus[..i].contains(&s) {
+                    skus[i] = s;
+                    break;
+                }
+            }
+        }
+        let lines: Vec<(String, u64)> = skus
+            .iter()
+            .map(|&s| (sku_code(s), 1 + self.rng.below(10) as u64))
+            .collect();
+        let refs: Vec<(&str, u64)> = lines.iter().map(|(s, q)| (s.as_str(), *q)).collect();
+        let dealer = dealer_code(self.rng.below(DEALERS));
+        Command::PlaceOrder(PlaceOrder::new(format!("PO-{}", self.next), dealer, &refs))
+    }
+}
+
+/// A pool of generated orders reused round-robin, each given a fresh idempotency key
+/// in place (no allocation) before it is applied: the command is warm in cache, as a
+/// request the server has just parsed would be.
+#[derive(Clone, Debug)]
+pub struct OrderPool {
+    commands: Vec<Command>,
+    next: u64,
+}
+
+impl OrderPool {
+    pub fn new(seed: u64, hot: bool, size: usize) -> Self {
+        let mut orders = Orders::new(seed, hot);
+        Self {
+            commands: (0..size).map(|_| orders.next_order()).collect(),
+            next: 0,
+        }
+    }
+
+    /// The next order, with a key never used before.
+    pub fn next_order(&mut self) -> &Command {
+        use std::fmt::Write;
+        self.next += 1;
+        let slot = (self.next % self.commands.len() as u64) as usize;
+        let command = &mut self.commands[slot];
+        if let Command::PlaceOrder(request) = command {
+            request.client_order_id.clear();
+            write!(request.client_order_id, "PO-{}", self.next)
+                .expect("writing to a String cannot fail");
+        }
+        command
+    }
+}
+
+/// The steady mix around each placement: the order placed `WINDOW` orders ago is
+/// confirmed and shipped, or cancelled (alternately), so open orders and stock stay
+/// level.
+pub const WINDOW: u64 = 1_000;
+
+/// Lifecycle commands that close the order `placed - WINDOW`, if there is one.
+pub fn close_commands(placed: OrderId, out: &mut Vec<Command>) {
+    let Some(old) = placed.0.checked_sub(WINDOW).filter(|&o| o > 0) else {
+        return;
+    };
+    let order = OrderId(old);
+    if old % 2 == 0 {
+        out.push(Command::ActOnOrder {
+            order,
+            action: OrderAction::Confirm,
+        });
+        out.push(Command::ActOnOrder {
+            order,
+            action: OrderAction::Ship,
+        });
+    } else {
+        out.push(Command::ActOnOrder {
+            order,
+            action: OrderAction::Cancel,
+        });
+    }
+}
+
+/// Apply and insist on success (benchmarks measure the accepting path).
+pub fn apply_ok(ledger: &mut Ledger, now_ms: u64, command: &Command, events: &mut Vec<Event>) {
+    let outcome = ledger.apply(now_ms, command, events);
+    assert!(
+        outcome.result.is_ok(),
+        "benchmark command refused: {outcome:?}"
+    );
+}
