@@ -34,6 +34,7 @@ impl Ledger {
                         .iter()
                         .all(|p| p.region.index() < s.regions.len())
             })
+            && s.orders.is_well_formed()
             && s.orders.iter().enumerate().all(|(i, o)| {
                 o.id.slot() == Some(i)
                     && o.dealer.index() < s.dealers.len()

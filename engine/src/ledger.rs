@@ -16,7 +16,7 @@ use crate::error::Rejection;
 use crate::event::{Event, EventKind};
 use crate::ids::{DealerId, OrderId, PromotionId, RegionId, SkuId, TierId, WarehouseId};
 use crate::limits::{HOLD_TTL_S_DEFAULT, ORDER_LINES_MAX_DEFAULT};
-use crate::order::{Order, OrderStatus};
+use crate::order::{OrderStatus, Orders};
 
 plain_data! {
     /// The tenant's settings.
@@ -43,7 +43,7 @@ plain_data! {
         /// [`usage_key`]; absent means zero.
         pub promotion_usage: BTreeMap<u64, u64>,
         /// Orders by id: `orders[id - 1]`.
-        pub orders: Vec<Order>,
+        pub orders: Orders,
     }
 }
 
@@ -107,9 +107,9 @@ impl ClientOrders {
         hasher.finish()
     }
 
-    pub fn get(&self, orders: &[Order], dealer: DealerId, key: &str) -> Option<OrderId> {
+    pub fn get(&self, orders: &Orders, dealer: DealerId, key: &str) -> Option<OrderId> {
         let id = *self.by_hash.get(&Self::hash(dealer, key))?;
-        let order = &orders[id.slot().expect("indexed ids are valid")];
+        let order = &orders[id.slot().expect("indexed ids name orders")];
         if order.dealer == dealer && order.client_order_id == key {
             Some(id)
         } else {
@@ -117,7 +117,7 @@ impl ClientOrders {
         }
     }
 
-    pub fn insert(&mut self, orders: &[Order], dealer: DealerId, key: &str, id: OrderId) {
+    pub fn insert(&mut self, orders: &Orders, dealer: DealerId, key: &str, id: OrderId) {
         match self.by_hash.entry(Self::hash(dealer, key)) {
             std::collections::hash_map::Entry::Vacant(entry) => {
                 entry.insert(id);

@@ -53,5 +53,5 @@ pub use error::{Rejection, RejectionClass, ShortLine};
 pub use event::{Event, EventKind};
 pub use ids::{DealerId, OrderId, PromotionId, RegionId, SkuId, TierId, WarehouseId};
 pub use ledger::{Effect, Ledger, Outcome, Settings, State};
-pub use order::{Allocation, Order, OrderAction, OrderLine, OrderStatus};
+pub use order::{Allocation, Order, OrderAction, OrderLine, OrderStatus, Orders};
 pub use stock::StockCell;

@@ -165,6 +165,94 @@ plain_data! {
     }
 }
 
+/// Orders in id order (`orders[id - 1]`), stored in fixed-size chunks so that the
+/// book never moves millions of orders at once to grow: appending is O(1) without
+/// the latency spike of a large vector's reallocation.
+#[derive(
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+pub struct Orders {
+    chunks: Vec<Vec<Order>>,
+    len: usize,
+}
+
+/// Orders per chunk of [`Orders`].
+const ORDERS_PER_CHUNK: usize = 1 << 16;
+
+impl Orders {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn get(&self, slot: usize) -> Option<&Order> {
+        self.chunks
+            .get(slot / ORDERS_PER_CHUNK)?
+            .get(slot % ORDERS_PER_CHUNK)
+    }
+
+    pub fn push(&mut self, order: Order) {
+        if self.len % ORDERS_PER_CHUNK == 0 {
+            self.chunks.push(Vec::with_capacity(ORDERS_PER_CHUNK));
+        }
+        self.chunks
+            .last_mut()
+            .expect("a chunk was just ensured")
+            .push(order);
+        self.len += 1;
+    }
+
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Order> {
+        self.chunks.iter().flatten()
+    }
+
+    /// Whether every chunk but the last is full and `len` is right (a decoded book
+    /// is checked before use).
+    pub(crate) fn is_well_formed(&self) -> bool {
+        let full = self.chunks.len().saturating_sub(1);
+        self.chunks[..full]
+            .iter()
+            .all(|c| c.len() == ORDERS_PER_CHUNK)
+            && self.chunks.iter().map(Vec::len).sum::<usize>() == self.len
+            && self.chunks.last().is_none_or(|c| !c.is_empty())
+    }
+}
+
+impl std::ops::Index<usize> for Orders {
+    type Output = Order;
+
+    fn index(&self, slot: usize) -> &Order {
+        &self.chunks[slot / ORDERS_PER_CHUNK][slot % ORDERS_PER_CHUNK]
+    }
+}
+
+impl std::ops::IndexMut<usize> for Orders {
+    fn index_mut(&mut self, slot: usize) -> &mut Order {
+        &mut self.chunks[slot / ORDERS_PER_CHUNK][slot % ORDERS_PER_CHUNK]
+    }
+}
+
+impl<'a> IntoIterator for &'a Orders {
+    type Item = &'a Order;
+    type IntoIter = std::iter::Flatten<std::slice::Iter<'a, Vec<Order>>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.chunks.iter().flatten()
+    }
+}
+
 impl Order {
     /// What the order holds against the dealer's credit: its total less rebate.
     pub fn credit_amount(&self) -> i64 {
