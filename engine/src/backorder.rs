@@ -4,7 +4,6 @@
 //! partial fills until it is whole, so a SKU with a non-empty queue always has zero
 //! available. A fill costs in proportion to the entries it touches.
 
-use crate::allocation::pick_warehouses;
 use crate::event::{Event, EventKind};
 use crate::ids::SkuId;
 use crate::ledger::Ledger;
@@ -36,28 +35,18 @@ impl Ledger {
                 .expect("queued line exists");
             let take = order.lines[line].backordered.min(available);
             let region = self.state.dealers[order.dealer.index()].region;
-            let warehouses = &self.state.warehouses;
-            let found = pick_warehouses(
-                &self.state.skus[sku.index()],
-                region,
-                |w| warehouses[w.index()].region,
-                &self.index.warehouse_rank,
-                take,
-                &mut scratch.candidates,
-                &mut scratch.picks,
-            );
-            assert_eq!(found, take, "available stock is in the cells");
+            let (candidates, picks) = (&mut scratch.candidates, &mut scratch.picks);
+            self.pick_and_reserve(sku, region, take, candidates, picks);
             let mut remaining = self.state.orders[slot].lines[line].backordered;
             for &(warehouse, qty) in &scratch.picks {
-                self.reserve(sku, warehouse, qty);
                 remaining -= qty;
                 let order = &mut self.state.orders[slot];
                 let line_index = line as u32;
-                match order
+                let existing = order
                     .allocations
                     .iter_mut()
-                    .find(|a| a.line == line_index && a.warehouse == warehouse)
-                {
+                    .find(|a| a.line == line_index && a.warehouse == warehouse);
+                match existing {
                     Some(allocation) => allocation.qty += qty,
                     None => order.allocations.push(Allocation {
                         line: line_index,

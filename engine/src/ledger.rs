@@ -163,8 +163,8 @@ pub enum Effect {
 pub struct Outcome {
     pub result: Result<Effect, Rejection>,
     /// Whether the ledger changed, so that the command must be logged for replay. True
-    /// for every applied command except an idempotent replay, and for a refused one
-    /// when holds expired before it.
+    /// for every applied command except an idempotent replay and a `Tick` that expired
+    /// nothing, and for a refused one when holds expired before it.
     pub changed: bool,
 }
 
@@ -225,8 +225,10 @@ impl Ledger {
             }
             Command::Tick => Ok(Effect::Ticked { expired }),
         };
+        // A replay and a tick that expired nothing change nothing; expiries always do.
         let changed = expired > 0
-            || matches!(&result, Ok(effect) if !matches!(effect, Effect::OrderReplayed(_)));
+            || matches!(&result, Ok(effect)
+                if !matches!(effect, Effect::OrderReplayed(_) | Effect::Ticked { .. }));
         Outcome { result, changed }
     }
 

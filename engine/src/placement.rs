@@ -6,7 +6,7 @@ use crate::allocation::{pick_warehouses, LinePlan, Scratch};
 use crate::command::{PlaceOrder, Unit};
 use crate::error::{Rejection, ShortLine};
 use crate::event::{Event, EventKind};
-use crate::ids::{is_valid_client_order_id, DealerId, OrderId};
+use crate::ids::{is_valid_client_order_id, DealerId, OrderId, RegionId, SkuId, WarehouseId};
 use crate::ledger::{usage_key, Effect, Ledger};
 use crate::limits::{MONEY_MAX, QTY_MAX};
 use crate::order::{Allocation, Order, OrderLine, OrderStatus};
@@ -219,27 +219,18 @@ impl Ledger {
         for (i, (plan, request_line)) in scratch.lines.iter().zip(&request.lines).enumerate() {
             let take = plan.qty.min(plan.available);
             if take > 0 {
-                let warehouses = &self.state.warehouses;
-                let found = pick_warehouses(
-                    &self.state.skus[plan.sku.index()],
-                    region,
-                    |w| warehouses[w.index()].region,
-                    &self.index.warehouse_rank,
-                    take,
-                    &mut scratch.candidates,
-                    &mut scratch.picks,
-                );
-                assert_eq!(found, take, "available stock is in the cells");
+                let (candidates, picks) = (&mut scratch.candidates, &mut scratch.picks);
+                self.pick_and_reserve(plan.sku, region, take, candidates, picks);
                 for &(warehouse, qty) in &scratch.picks {
-                    self.reserve(plan.sku, warehouse, qty);
                     allocations.push(Allocation {
                         line: i as u32,
                         warehouse,
                         qty,
                     });
+                    let sku = plan.sku;
                     let kind = EventKind::StockReserved {
                         order: id,
-                        sku: plan.sku,
+                        sku,
                         warehouse,
                         qty,
                     };
@@ -292,34 +283,58 @@ impl Ledger {
             updated_at_ms: now_ms,
             hold_expires_at_ms,
         });
-        let d = dealer.index();
-        let orders = &self.state.orders;
-        self.index
-            .client_orders
-            .insert(orders, dealer, &request.client_order_id, id);
-        self.index.dealer_orders[d].push(id);
-        self.index.dealer_open[d].insert(id);
-        if let Some(at) = hold_expires_at_ms {
-            self.index.holds.insert((at, id));
-        }
+        self.index_new_order(dealer, id, &request.client_order_id, hold_expires_at_ms);
         for plan in &scratch.lines {
             self.check_low_stock(plan.sku, now_ms, events);
         }
         id
     }
 
+    /// Enter a new order into the derived indexes.
+    fn index_new_order(&mut self, dealer: DealerId, id: OrderId, key: &str, hold: Option<u64>) {
+        let d = dealer.index();
+        let orders = &self.state.orders;
+        self.index.client_orders.insert(orders, dealer, key, id);
+        self.index.dealer_orders[d].push(id);
+        self.index.dealer_open[d].insert(id);
+        if let Some(at) = hold {
+            self.index.holds.insert((at, id));
+        }
+    }
+
     /// Reserve `qty` units of a cell for an order.
-    pub(crate) fn reserve(
-        &mut self,
-        sku: crate::ids::SkuId,
-        warehouse: crate::ids::WarehouseId,
-        qty: u64,
-    ) {
+    fn reserve(&mut self, sku: SkuId, warehouse: WarehouseId, qty: u64) {
         let sku = &mut self.state.skus[sku.index()];
         let cell = sku.cell_mut(warehouse).expect("picked cells exist");
         cell.reserved += qty;
         assert!(cell.reserved <= cell.on_hand, "reservation within on_hand");
         sku.reserved += qty;
+    }
+
+    /// Reserve `qty` available units of `sku` for a dealer in `region`, from the
+    /// warehouses in allocation order; `picks` says where they came from.
+    pub(crate) fn pick_and_reserve(
+        &mut self,
+        sku: SkuId,
+        region: RegionId,
+        qty: u64,
+        candidates: &mut Vec<(u64, WarehouseId, u64)>,
+        picks: &mut Vec<(WarehouseId, u64)>,
+    ) {
+        let warehouses = &self.state.warehouses;
+        let found = pick_warehouses(
+            &self.state.skus[sku.index()],
+            region,
+            |w| warehouses[w.index()].region,
+            &self.index.warehouse_rank,
+            qty,
+            candidates,
+            picks,
+        );
+        assert_eq!(found, qty, "available stock is in the cells");
+        for &(warehouse, units) in picks.iter() {
+            self.reserve(sku, warehouse, units);
+        }
     }
 
     /// When a hold that starts now ends.

@@ -533,6 +533,25 @@ fn expiry_happens_exactly_at_the_deadline() {
 }
 
 #[test]
+fn idle_tick_changes_nothing_and_needs_no_log_record() {
+    let mut book = Book::new();
+    let mut events = Vec::new();
+    let outcome = book.ledger.apply(book.now_ms, &Command::Tick, &mut events);
+    assert_eq!(outcome.result, Ok(Effect::Ticked { expired: 0 }));
+    assert!(!outcome.changed);
+    book.receive("S1", "WA", 1);
+    book.place("a", &[("S1", 1)]).unwrap();
+    let deadline = book
+        .ledger
+        .order(OrderId(1))
+        .unwrap()
+        .hold_expires_at_ms
+        .unwrap();
+    let outcome = book.ledger.apply(deadline, &Command::Tick, &mut events);
+    assert!(outcome.changed);
+}
+
+#[test]
 fn confirm_at_the_deadline_finds_the_order_expired() {
     let mut book = Book::new();
     book.receive("S1", "WA", 5);
