@@ -1,0 +1,491 @@
+//! Wire shapes: request bodies (strict: unknown fields refused) turned into engine
+//! commands, and engine views turned into JSON with codes and RFC 3339 times.
+
+use std::collections::BTreeMap;
+
+use allot_engine::query::{SkuStock, StockRow};
+use allot_engine::{
+    Command, DealerSpec, Event, EventKind, Ledger, LineRequest, Order, PlaceOrder, PromotionSpec,
+    SettingsPatch, SkuSpec, Unit, WarehouseSpec,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::rfc3339;
+
+/// `POST /v1/orders`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderBody {
+    pub client_order_id: String,
+    pub dealer: String,
+    pub lines: Vec<LineBody>,
+    #[serde(default)]
+    pub backorder: bool,
+    #[serde(default)]
+    pub use_rebate: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineBody {
+    pub sku: String,
+    pub qty: u64,
+    #[serde(default)]
+    pub unit: Unit,
+}
+
+impl OrderBody {
+    pub fn into_command(self) -> Result<PlaceOrder, ApiError> {
+        if !allot_engine::ids::is_valid_client_order_id(&self.client_order_id) {
+            return Err(ApiError::invalid(
+                "client_order_id",
+                "client_order_id must be 1-128 printable ASCII characters",
+            ));
+        }
+        Ok(PlaceOrder {
+            client_order_id: self.client_order_id,
+            dealer: self.dealer,
+            lines: self
+                .lines
+                .into_iter()
+                .map(|l| LineRequest {
+                    sku: l.sku,
+                    qty: l.qty,
+                    unit: l.unit,
+                })
+                .collect(),
+            backorder: self.backorder,
+            use_rebate: self.use_rebate,
+        })
+    }
+}
+
+/// `PUT /admin/warehouses/{code}`; `code` is optional in the body (import needs it).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarehouseBody {
+    pub code: Option<String>,
+    pub region: String,
+}
+
+/// `PUT /admin/skus/{code}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SkuBody {
+    pub code: Option<String>,
+    pub name: Option<String>,
+    pub case_size: Option<u32>,
+    pub split_case: Option<bool>,
+    pub min_qty: Option<u64>,
+    pub base_price: i64,
+    #[serde(default)]
+    pub tier_prices: BTreeMap<String, i64>,
+    #[serde(default)]
+    pub region_prices: BTreeMap<String, i64>,
+    #[serde(default)]
+    pub low_stock_threshold: u64,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// `PUT /admin/dealers/{code}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DealerBody {
+    pub code: Option<String>,
+    pub name: Option<String>,
+    pub tier: String,
+    pub region: String,
+    pub credit_limit: i64,
+    pub approval_threshold: Option<i64>,
+    #[serde(default)]
+    pub rebate_rate_bp: u32,
+}
+
+/// `PUT /admin/promotions/{code}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromotionBody {
+    pub code: Option<String>,
+    pub sku: String,
+    pub price: i64,
+    pub starts_at: String,
+    pub ends_at: String,
+    #[serde(default)]
+    pub tiers: Vec<String>,
+    pub quota: Option<u64>,
+    pub per_dealer_limit: Option<u64>,
+}
+
+/// `PUT /admin/settings`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsBody {
+    pub hold_ttl_s: Option<u64>,
+    pub max_lines: Option<u32>,
+    pub backorder_priority: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiveBody {
+    pub qty: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdjustBody {
+    pub on_hand: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentBody {
+    pub amount: i64,
+}
+
+/// An import `stock` line.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StockLine {
+    pub sku: String,
+    pub warehouse: String,
+    pub on_hand: u64,
+}
+
+/// The code of an entity: the path's, which a body may repeat but not contradict.
+fn code_of(path: Option<&str>, body: Option<String>) -> Result<String, ApiError> {
+    match (path, body) {
+        (Some(p), Some(b)) if p != b => Err(ApiError::invalid(
+            "code",
+            format!("body code `{b}` differs from the path's `{p}`"),
+        )),
+        (Some(p), _) => Ok(p.to_owned()),
+        (None, Some(b)) => Ok(b),
+        (None, None) => Err(ApiError::invalid("code", "missing field `code`")),
+    }
+}
+
+impl WarehouseBody {
+    pub fn into_command(self, path: Option<&str>) -> Result<Command, ApiError> {
+        let code = code_of(path, self.code)?;
+        Ok(Command::PutWarehouse(WarehouseSpec {
+            code,
+            region: self.region,
+        }))
+    }
+}
+
+impl SkuBody {
+    pub fn into_command(self, path: Option<&str>) -> Result<Command, ApiError> {
+        let code = code_of(path, self.code)?;
+        let mut spec = SkuSpec::new(code, self.base_price);
+        if let Some(name) = self.name {
+            spec.name = name;
+        }
+        spec.case_size = self.case_size.unwrap_or(spec.case_size);
+        spec.split_case = self.split_case.unwrap_or(spec.split_case);
+        spec.min_qty = self.min_qty.unwrap_or(spec.min_qty);
+        spec.tier_prices = self.tier_prices;
+        spec.region_prices = self.region_prices;
+        spec.low_stock_threshold = self.low_stock_threshold;
+        spec.attributes = self.attributes;
+        Ok(Command::PutSku(spec))
+    }
+}
+
+impl DealerBody {
+    pub fn into_command(self, path: Option<&str>) -> Result<Command, ApiError> {
+        let code = code_of(path, self.code)?;
+        let mut spec = DealerSpec::new(code, self.tier, self.region, self.credit_limit);
+        if let Some(name) = self.name {
+            spec.name = name;
+        }
+        spec.approval_threshold = self.approval_threshold;
+        spec.rebate_rate_bp = self.rebate_rate_bp;
+        Ok(Command::PutDealer(spec))
+    }
+}
+
+impl PromotionBody {
+    pub fn into_command(self, path: Option<&str>) -> Result<Command, ApiError> {
+        let code = code_of(path, self.code)?;
+        let time = |field: &str, text: &str| {
+            rfc3339::parse(text)
+                .ok_or_else(|| ApiError::invalid(field, format!("{field}: not an RFC 3339 time")))
+        };
+        Ok(Command::PutPromotion(PromotionSpec {
+            code,
+            sku: self.sku,
+            price: self.price,
+            starts_at_ms: time("starts_at", &self.starts_at)?,
+            ends_at_ms: time("ends_at", &self.ends_at)?,
+            tiers: self.tiers,
+            quota: self.quota,
+            per_dealer_limit: self.per_dealer_limit,
+        }))
+    }
+}
+
+impl SettingsBody {
+    pub fn into_command(self) -> Command {
+        Command::PutSettings(SettingsPatch {
+            hold_ttl_s: self.hold_ttl_s,
+            max_lines: self.max_lines,
+            backorder_priority: self.backorder_priority,
+        })
+    }
+}
+
+/// Parses a JSON body: 400 if it is not UTF-8 or not JSON, 422 naming the field if it
+/// is JSON of the wrong shape.
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| ApiError::malformed("the body is not UTF-8"))?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| ApiError::malformed(format!("the body is not JSON: {e}")))?;
+    from_value(value)
+}
+
+/// A JSON value into `T`, 422 naming the field on a mismatch.
+pub fn from_value<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let message = e.inner().to_string();
+        let mut field = e.path().to_string();
+        // An unknown or missing field is named in the message, not in the path.
+        if let Some(name) = backticked(&message) {
+            if field == "." {
+                field = name;
+            } else if message.starts_with("missing field") {
+                field = format!("{field}.{name}");
+            }
+        }
+        ApiError::invalid(&field, format!("{field}: {message}"))
+    })
+}
+
+fn backticked(message: &str) -> Option<String> {
+    let start = message.find('`')? + 1;
+    let end = start + message[start..].find('`')?;
+    Some(message[start..end].to_owned())
+}
+
+/// An order on the wire.
+pub fn order_json(ledger: &Ledger, order: &Order) -> Value {
+    let lines: Vec<Value> = order
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let allocations: Vec<Value> = order
+                .allocations
+                .iter()
+                .filter(|a| a.line as usize == i)
+                .map(|a| json!({ "warehouse": ledger.warehouse_code(a.warehouse), "qty": a.qty }))
+                .collect();
+            json!({
+                "sku": ledger.sku_code(line.sku),
+                "qty": line.qty,
+                "requested_qty": line.requested_qty,
+                "unit": line.unit,
+                "unit_price": line.unit_price,
+                "allocations": allocations,
+                "backordered": line.backordered,
+            })
+        })
+        .collect();
+    json!({
+        "id": order.id.0,
+        "client_order_id": order.client_order_id,
+        "dealer": ledger.dealer_code(order.dealer),
+        "status": order.status.name(),
+        "lines": lines,
+        "total": order.total,
+        "rebate_used": order.rebate_used,
+        "backorder": order.backorder,
+        "hold_expires_at": order.hold_expires_at_ms.map(rfc3339::format),
+        "created_at": rfc3339::format(order.created_at_ms),
+        "updated_at": rfc3339::format(order.updated_at_ms),
+    })
+}
+
+/// A stock row of one warehouse.
+pub fn row_json(sku: &str, row: &StockRow) -> Value {
+    json!({
+        "sku": sku,
+        "warehouse": row.warehouse,
+        "on_hand": row.on_hand,
+        "reserved": row.reserved,
+        "available": row.available,
+    })
+}
+
+/// A SKU's enterprise totals with its warehouse rows.
+pub fn sku_stock_json(stock: &SkuStock) -> Value {
+    json!({
+        "sku": stock.sku,
+        "on_hand": stock.on_hand,
+        "reserved": stock.reserved,
+        "available": stock.available,
+        "backordered": stock.backordered,
+        "low_stock_threshold": stock.low_stock_threshold,
+        "warehouses": stock.warehouses.iter().map(|r| row_json(&stock.sku, r)).collect::<Vec<_>>(),
+    })
+}
+
+/// An event on the wire: `{"seq", "type", "at", ...}` with codes for ids.
+pub fn event_json(ledger: &Ledger, event: &Event) -> Value {
+    let sku = |id| ledger.sku_code(id).to_owned();
+    let warehouse = |id| ledger.warehouse_code(id).to_owned();
+    let dealer = |id| ledger.dealer_code(id).to_owned();
+    let body = match &event.kind {
+        EventKind::OrderPlaced {
+            order,
+            dealer: d,
+            status,
+            total,
+        } => {
+            json!({ "order": order.0, "dealer": dealer(*d), "status": status.name(), "total": total })
+        }
+        EventKind::StockReserved {
+            order,
+            sku: s,
+            warehouse: w,
+            qty,
+        }
+        | EventKind::StockReleased {
+            order,
+            sku: s,
+            warehouse: w,
+            qty,
+        } => {
+            json!({ "order": order.0, "sku": sku(*s), "warehouse": warehouse(*w), "qty": qty })
+        }
+        EventKind::BackorderQueued { order, sku: s, qty } => {
+            json!({ "order": order.0, "sku": sku(*s), "qty": qty })
+        }
+        EventKind::BackorderFilled {
+            order,
+            sku: s,
+            warehouse: w,
+            qty,
+            remaining,
+        } => json!({
+            "order": order.0, "sku": sku(*s), "warehouse": warehouse(*w), "qty": qty,
+            "remaining": remaining,
+        }),
+        EventKind::OrderStatusChanged {
+            order,
+            dealer: d,
+            from,
+            to,
+        } => json!({
+            "order": order.0, "dealer": dealer(*d), "from": from.name(), "to": to.name(),
+        }),
+        EventKind::HoldExpired { order, dealer: d } => {
+            json!({ "order": order.0, "dealer": dealer(*d) })
+        }
+        EventKind::StockReceived {
+            sku: s,
+            warehouse: w,
+            qty,
+            on_hand,
+        } => json!({
+            "sku": sku(*s), "warehouse": warehouse(*w), "qty": qty, "on_hand": on_hand,
+        }),
+        EventKind::StockAdjusted {
+            sku: s,
+            warehouse: w,
+            on_hand,
+        } => {
+            json!({ "sku": sku(*s), "warehouse": warehouse(*w), "on_hand": on_hand })
+        }
+        EventKind::LowStock {
+            sku: s,
+            available,
+            threshold,
+        } => {
+            json!({ "sku": sku(*s), "available": available, "threshold": threshold })
+        }
+        EventKind::PaymentRecorded {
+            dealer: d,
+            amount,
+            credit_used,
+        } => {
+            json!({ "dealer": dealer(*d), "amount": amount, "credit_used": credit_used })
+        }
+        EventKind::RebateAccrued {
+            dealer: d,
+            order,
+            amount,
+        } => {
+            json!({ "dealer": dealer(*d), "order": order.0, "amount": amount })
+        }
+    };
+    let mut value =
+        json!({ "seq": event.seq, "type": event.kind.name(), "at": rfc3339::format(event.at_ms) });
+    if let (Some(map), Value::Object(fields)) = (value.as_object_mut(), body) {
+        map.extend(fields);
+    }
+    value
+}
+
+/// The tenant's settings on the wire.
+pub fn settings_json(ledger: &Ledger) -> Value {
+    let settings = ledger.settings();
+    let tiers: Vec<&str> = settings
+        .backorder_priority
+        .iter()
+        .map(|t| ledger.state().tiers[t.index()].as_str())
+        .collect();
+    json!({
+        "hold_ttl_s": settings.hold_ttl_s,
+        "max_lines": settings.max_lines,
+        "backorder_priority": tiers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+
+    #[test]
+    fn wrong_types_and_unknown_fields_are_422_naming_the_field() {
+        let e = parse_json::<OrderBody>(
+            br#"{"client_order_id":"a","dealer":"d","lines":[{"sku":"s","qty":"x"}]}"#,
+        )
+        .expect_err("wrong type");
+        assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(e.details["field"], "lines[0].qty");
+        let e = parse_json::<OrderBody>(
+            br#"{"client_order_id":"a","dealer":"d","lines":[],"bogus":1}"#,
+        )
+        .expect_err("unknown field");
+        assert_eq!(e.details["field"], "bogus");
+        let e = parse_json::<OrderBody>(br#"{"dealer":"d","lines":[]}"#).expect_err("missing");
+        assert_eq!(e.details["field"], "client_order_id");
+    }
+
+    #[test]
+    fn non_json_and_non_utf8_are_400() {
+        assert_eq!(
+            parse_json::<OrderBody>(b"{nope").expect_err("x").status,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            parse_json::<OrderBody>(b"\xff\xfe").expect_err("x").status,
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
+    fn huge_numbers_are_422() {
+        let e = parse_json::<ReceiveBody>(br#"{"qty": 1e400}"#).err();
+        let e2 = parse_json::<ReceiveBody>(br#"{"qty": 99999999999999999999999}"#).expect_err("x");
+        assert_eq!(e2.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(e.is_some());
+    }
+}
