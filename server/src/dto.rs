@@ -8,7 +8,8 @@ use allot_engine::{
     Command, DealerSpec, Event, EventKind, Ledger, LineRequest, Order, PlaceOrder, PromotionSpec,
     SettingsPatch, SkuSpec, Unit, WarehouseSpec,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
@@ -244,26 +245,46 @@ impl SettingsBody {
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let text =
         std::str::from_utf8(bytes).map_err(|_| ApiError::malformed("the body is not UTF-8"))?;
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| ApiError::malformed(format!("the body is not JSON: {e}")))?;
-    from_value(value)
+    // One pass straight into `T`. Only when that fails is the body checked as plain
+    // JSON, to tell "not JSON" (400) from "JSON of the wrong shape" (422).
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    match serde_path_to_error::deserialize(&mut deserializer) {
+        Ok(value) => {
+            // Trailing characters after the value make the body not JSON.
+            deserializer
+                .end()
+                .map_err(|e| ApiError::malformed(format!("the body is not JSON: {e}")))?;
+            Ok(value)
+        }
+        Err(error) => {
+            if let Err(syntax) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
+                return Err(ApiError::malformed(format!(
+                    "the body is not JSON: {syntax}"
+                )));
+            }
+            Err(shape_error(&error))
+        }
+    }
+}
+
+/// The 422 for JSON of the wrong shape, naming the field.
+fn shape_error(error: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let message = error.inner().to_string();
+    let mut field = error.path().to_string();
+    // An unknown or missing field is named in the message, not in the path.
+    if let Some(name) = backticked(&message) {
+        if field == "." {
+            field = name;
+        } else if message.starts_with("missing field") {
+            field = format!("{field}.{name}");
+        }
+    }
+    ApiError::invalid(&field, format!("{field}: {message}"))
 }
 
 /// A JSON value into `T`, 422 naming the field on a mismatch.
 pub fn from_value<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let message = e.inner().to_string();
-        let mut field = e.path().to_string();
-        // An unknown or missing field is named in the message, not in the path.
-        if let Some(name) = backticked(&message) {
-            if field == "." {
-                field = name;
-            } else if message.starts_with("missing field") {
-                field = format!("{field}.{name}");
-            }
-        }
-        ApiError::invalid(&field, format!("{field}: {message}"))
-    })
+    serde_path_to_error::deserialize(value).map_err(|e| shape_error(&e))
 }
 
 fn backticked(message: &str) -> Option<String> {
@@ -273,41 +294,84 @@ fn backticked(message: &str) -> Option<String> {
 }
 
 /// An order on the wire.
-pub fn order_json(ledger: &Ledger, order: &Order) -> Value {
-    let lines: Vec<Value> = order
+/// A JSON text rendered once (on the shard, from borrowed data) and sent as is.
+pub type RawJson = Box<RawValue>;
+
+/// Renders a value as JSON text.
+pub fn raw<T: Serialize + ?Sized>(value: &T) -> RawJson {
+    // Only maps with non-string keys or failing custom `Serialize` impls can fail to
+    // render; the wire structs have neither.
+    serde_json::value::to_raw_value(value).expect("wire structs always render")
+}
+
+#[derive(Serialize)]
+struct OrderWire<'a> {
+    id: u64,
+    client_order_id: &'a str,
+    dealer: &'a str,
+    status: &'static str,
+    lines: Vec<LineWire<'a>>,
+    total: i64,
+    rebate_used: i64,
+    backorder: bool,
+    hold_expires_at: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+#[derive(Serialize)]
+struct LineWire<'a> {
+    sku: &'a str,
+    qty: u64,
+    requested_qty: u64,
+    unit: Unit,
+    unit_price: i64,
+    allocations: Vec<AllocationWire<'a>>,
+    backordered: u64,
+}
+
+#[derive(Serialize)]
+struct AllocationWire<'a> {
+    warehouse: &'a str,
+    qty: u64,
+}
+
+/// An order on the wire, rendered straight from the ledger's borrowed data.
+pub fn order_json(ledger: &Ledger, order: &Order) -> RawJson {
+    let lines = order
         .lines
         .iter()
         .enumerate()
-        .map(|(i, line)| {
-            let allocations: Vec<Value> = order
+        .map(|(i, line)| LineWire {
+            sku: ledger.sku_code(line.sku),
+            qty: line.qty,
+            requested_qty: line.requested_qty,
+            unit: line.unit,
+            unit_price: line.unit_price,
+            allocations: order
                 .allocations
                 .iter()
                 .filter(|a| a.line as usize == i)
-                .map(|a| json!({ "warehouse": ledger.warehouse_code(a.warehouse), "qty": a.qty }))
-                .collect();
-            json!({
-                "sku": ledger.sku_code(line.sku),
-                "qty": line.qty,
-                "requested_qty": line.requested_qty,
-                "unit": line.unit,
-                "unit_price": line.unit_price,
-                "allocations": allocations,
-                "backordered": line.backordered,
-            })
+                .map(|a| AllocationWire {
+                    warehouse: ledger.warehouse_code(a.warehouse),
+                    qty: a.qty,
+                })
+                .collect(),
+            backordered: line.backordered,
         })
         .collect();
-    json!({
-        "id": order.id.0,
-        "client_order_id": order.client_order_id,
-        "dealer": ledger.dealer_code(order.dealer),
-        "status": order.status.name(),
-        "lines": lines,
-        "total": order.total,
-        "rebate_used": order.rebate_used,
-        "backorder": order.backorder,
-        "hold_expires_at": order.hold_expires_at_ms.map(rfc3339::format),
-        "created_at": rfc3339::format(order.created_at_ms),
-        "updated_at": rfc3339::format(order.updated_at_ms),
+    raw(&OrderWire {
+        id: order.id.0,
+        client_order_id: &order.client_order_id,
+        dealer: ledger.dealer_code(order.dealer),
+        status: order.status.name(),
+        lines,
+        total: order.total,
+        rebate_used: order.rebate_used,
+        backorder: order.backorder,
+        hold_expires_at: order.hold_expires_at_ms.map(rfc3339::format),
+        created_at: rfc3339::format(order.created_at_ms),
+        updated_at: rfc3339::format(order.updated_at_ms),
     })
 }
 
@@ -336,18 +400,65 @@ pub fn sku_stock_json(stock: &SkuStock) -> Value {
 }
 
 /// An event on the wire: `{"seq", "type", "at", ...}` with codes for ids.
-pub fn event_json(ledger: &Ledger, event: &Event) -> Value {
-    let sku = |id| ledger.sku_code(id).to_owned();
-    let warehouse = |id| ledger.warehouse_code(id).to_owned();
-    let dealer = |id| ledger.dealer_code(id).to_owned();
-    let body = match &event.kind {
+/// An event on the wire: `seq`, `type`, `at`, then the fields of its kind.
+#[derive(Default, Serialize)]
+struct EventWire<'a> {
+    seq: u64,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    order: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dealer: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sku: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warehouse: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    qty: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remaining: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    on_hand: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    available: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    threshold: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    amount: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    credit_used: Option<i64>,
+}
+
+/// An event on the wire, with codes for ids and an RFC 3339 time.
+pub fn event_json(ledger: &Ledger, event: &Event) -> RawJson {
+    let mut wire = EventWire {
+        seq: event.seq,
+        kind: event.kind.name(),
+        at: rfc3339::format(event.at_ms),
+        ..EventWire::default()
+    };
+    let sku = |id| Some(ledger.sku_code(id));
+    let warehouse = |id| Some(ledger.warehouse_code(id));
+    let dealer = |id| Some(ledger.dealer_code(id));
+    match event.kind {
         EventKind::OrderPlaced {
             order,
             dealer: d,
             status,
             total,
         } => {
-            json!({ "order": order.0, "dealer": dealer(*d), "status": status.name(), "total": total })
+            (wire.order, wire.dealer) = (Some(order.0), dealer(d));
+            (wire.status, wire.total) = (Some(status.name()), Some(total));
         }
         EventKind::StockReserved {
             order,
@@ -361,10 +472,11 @@ pub fn event_json(ledger: &Ledger, event: &Event) -> Value {
             warehouse: w,
             qty,
         } => {
-            json!({ "order": order.0, "sku": sku(*s), "warehouse": warehouse(*w), "qty": qty })
+            (wire.order, wire.sku, wire.warehouse, wire.qty) =
+                (Some(order.0), sku(s), warehouse(w), Some(qty));
         }
         EventKind::BackorderQueued { order, sku: s, qty } => {
-            json!({ "order": order.0, "sku": sku(*s), "qty": qty })
+            (wire.order, wire.sku, wire.qty) = (Some(order.0), sku(s), Some(qty));
         }
         EventKind::BackorderFilled {
             order,
@@ -372,64 +484,62 @@ pub fn event_json(ledger: &Ledger, event: &Event) -> Value {
             warehouse: w,
             qty,
             remaining,
-        } => json!({
-            "order": order.0, "sku": sku(*s), "warehouse": warehouse(*w), "qty": qty,
-            "remaining": remaining,
-        }),
+        } => {
+            (wire.order, wire.sku, wire.warehouse) = (Some(order.0), sku(s), warehouse(w));
+            (wire.qty, wire.remaining) = (Some(qty), Some(remaining));
+        }
         EventKind::OrderStatusChanged {
             order,
             dealer: d,
             from,
             to,
-        } => json!({
-            "order": order.0, "dealer": dealer(*d), "from": from.name(), "to": to.name(),
-        }),
+        } => {
+            (wire.order, wire.dealer) = (Some(order.0), dealer(d));
+            (wire.from, wire.to) = (Some(from.name()), Some(to.name()));
+        }
         EventKind::HoldExpired { order, dealer: d } => {
-            json!({ "order": order.0, "dealer": dealer(*d) })
+            (wire.order, wire.dealer) = (Some(order.0), dealer(d));
         }
         EventKind::StockReceived {
             sku: s,
             warehouse: w,
             qty,
             on_hand,
-        } => json!({
-            "sku": sku(*s), "warehouse": warehouse(*w), "qty": qty, "on_hand": on_hand,
-        }),
+        } => {
+            (wire.sku, wire.warehouse) = (sku(s), warehouse(w));
+            (wire.qty, wire.on_hand) = (Some(qty), Some(on_hand));
+        }
         EventKind::StockAdjusted {
             sku: s,
             warehouse: w,
             on_hand,
         } => {
-            json!({ "sku": sku(*s), "warehouse": warehouse(*w), "on_hand": on_hand })
+            (wire.sku, wire.warehouse, wire.on_hand) = (sku(s), warehouse(w), Some(on_hand));
         }
         EventKind::LowStock {
             sku: s,
             available,
             threshold,
         } => {
-            json!({ "sku": sku(*s), "available": available, "threshold": threshold })
+            (wire.sku, wire.available, wire.threshold) = (sku(s), Some(available), Some(threshold));
         }
         EventKind::PaymentRecorded {
             dealer: d,
             amount,
             credit_used,
         } => {
-            json!({ "dealer": dealer(*d), "amount": amount, "credit_used": credit_used })
+            (wire.dealer, wire.amount, wire.credit_used) =
+                (dealer(d), Some(amount), Some(credit_used));
         }
         EventKind::RebateAccrued {
             dealer: d,
             order,
             amount,
         } => {
-            json!({ "dealer": dealer(*d), "order": order.0, "amount": amount })
+            (wire.dealer, wire.order, wire.amount) = (dealer(d), Some(order.0), Some(amount));
         }
-    };
-    let mut value =
-        json!({ "seq": event.seq, "type": event.kind.name(), "at": rfc3339::format(event.at_ms) });
-    if let (Some(map), Value::Object(fields)) = (value.as_object_mut(), body) {
-        map.extend(fields);
     }
-    value
+    raw(&wire)
 }
 
 /// The tenant's settings on the wire.

@@ -4,8 +4,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use crate::dto::RawJson;
 use parking_lot::{Mutex, RwLock};
-use serde_json::Value;
 use tokio::sync::Notify;
 
 /// One tenant's recent events.
@@ -18,17 +18,17 @@ pub struct TenantEvents {
 
 #[derive(Debug)]
 struct Ring {
-    items: VecDeque<(u64, Value)>,
+    items: VecDeque<(u64, RawJson)>,
     /// The highest sequence number published (or known from a snapshot).
     last_seq: u64,
     capacity: usize,
 }
 
 /// What a read of the ring found.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub enum Read {
-    /// Events after the cursor (possibly none yet).
-    Events(Vec<Value>),
+    /// Events after the cursor (possibly none yet), with their sequence numbers.
+    Events(Vec<(u64, RawJson)>),
     /// The cursor is older than the window; the oldest sequence number still kept.
     Gone { oldest: u64 },
 }
@@ -56,13 +56,7 @@ impl TenantEvents {
             return Read::Gone { oldest };
         }
         let start = ring.items.partition_point(|(seq, _)| *seq <= after);
-        Read::Events(
-            ring.items
-                .range(start..)
-                .take(limit)
-                .map(|(_, v)| v.clone())
-                .collect(),
-        )
+        Read::Events(ring.items.range(start..).take(limit).cloned().collect())
     }
 
     /// The highest sequence number published.
@@ -107,7 +101,7 @@ impl EventHub {
     }
 
     /// Appends durable events (each a JSON object with a `seq`) and wakes readers.
-    pub fn publish(&self, tenant: &str, batch: Vec<(u64, Value)>) {
+    pub fn publish(&self, tenant: &str, batch: Vec<(u64, RawJson)>) {
         if batch.is_empty() {
             return;
         }
@@ -131,25 +125,36 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn event(seq: u64) -> (u64, RawJson) {
+        (seq, crate::dto::raw(&json!({ "seq": seq })))
+    }
+
+    fn seqs(read: Read) -> Vec<u64> {
+        match read {
+            Read::Events(found) => found.into_iter().map(|(seq, _)| seq).collect(),
+            Read::Gone { oldest } => panic!("gone, oldest {oldest}"),
+        }
+    }
+
     #[test]
     fn reads_after_a_cursor_and_reports_a_cursor_older_than_the_window() {
         let hub = EventHub::new(3);
-        hub.publish("t", (1..=5).map(|s| (s, json!({ "seq": s }))).collect());
+        hub.publish("t", (1..=5).map(event).collect());
         let t = hub.tenant("t");
-        assert_eq!(t.read(0, 10), Read::Gone { oldest: 3 });
-        assert_eq!(
-            t.read(2, 10),
-            Read::Events(vec![json!({"seq":3}), json!({"seq":4}), json!({"seq":5})])
-        );
-        assert_eq!(t.read(4, 1), Read::Events(vec![json!({"seq":5})]));
-        assert_eq!(t.read(5, 10), Read::Events(vec![]));
+        assert!(matches!(t.read(0, 10), Read::Gone { oldest: 3 }));
+        assert_eq!(seqs(t.read(2, 10)), [3, 4, 5]);
+        assert_eq!(seqs(t.read(4, 1)), [5]);
+        assert_eq!(seqs(t.read(5, 10)), Vec::<u64>::new());
     }
 
     #[test]
     fn a_floor_from_a_snapshot_makes_older_cursors_gone() {
         let hub = EventHub::new(3);
         hub.set_floor("t", 7);
-        assert_eq!(hub.tenant("t").read(3, 10), Read::Gone { oldest: 8 });
-        assert_eq!(hub.tenant("t").read(7, 10), Read::Events(vec![]));
+        assert!(matches!(
+            hub.tenant("t").read(3, 10),
+            Read::Gone { oldest: 8 }
+        ));
+        assert_eq!(seqs(hub.tenant("t").read(7, 10)), Vec::<u64>::new());
     }
 }

@@ -19,18 +19,48 @@ use allot_engine::{Command, Event, Ledger, Outcome};
 use allot_wal::{Durability, FileStorage, Wal, WalConfig};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use rkyv::rancor;
-use serde_json::Value;
 
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::events::EventHub;
 
-/// A logged command: the WAL payload.
-#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+/// A logged command: the WAL payload, decoded.
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogEntry {
     pub tenant: String,
     pub at_ms: u64,
     pub command: Command,
+}
+
+/// Encodes a log entry from borrowed parts (the command is not cloned):
+/// `at_ms` (u64 LE) ‖ tenant length (u8) ‖ tenant ‖ the engine's command bytes.
+pub fn encode_entry(tenant: &str, at_ms: u64, command: &Command) -> Vec<u8> {
+    let tenant_len = u8::try_from(tenant.len()).expect("tenant codes are at most 64 bytes");
+    let command = allot_engine::encode_command(command);
+    let mut bytes = Vec::with_capacity(9 + tenant.len() + command.len());
+    bytes.extend_from_slice(&at_ms.to_le_bytes());
+    bytes.push(tenant_len);
+    bytes.extend_from_slice(tenant.as_bytes());
+    bytes.extend_from_slice(&command);
+    bytes
+}
+
+/// Decodes a log entry; every length and the command bytes are checked.
+pub fn decode_entry(bytes: &[u8]) -> Result<LogEntry, String> {
+    let (at, rest) = bytes
+        .split_first_chunk::<8>()
+        .ok_or("entry shorter than its header")?;
+    let (&tenant_len, rest) = rest.split_first().ok_or("entry shorter than its header")?;
+    let (tenant, command) = rest
+        .split_at_checked(usize::from(tenant_len))
+        .ok_or("entry shorter than its tenant")?;
+    let tenant = std::str::from_utf8(tenant).map_err(|e| format!("tenant: {e}"))?;
+    let command = allot_engine::decode_command(command).map_err(|e| e.to_string())?;
+    Ok(LogEntry {
+        tenant: tenant.to_owned(),
+        at_ms: u64::from_le_bytes(*at),
+        command,
+    })
 }
 
 /// A snapshot blob: every tenant's `Ledger::snapshot()` bytes.
@@ -38,20 +68,6 @@ pub struct LogEntry {
 pub struct SnapshotBlob {
     pub last_at_ms: u64,
     pub tenants: Vec<(String, Vec<u8>)>,
-}
-
-/// Encodes a log entry.
-pub fn encode_entry(entry: &LogEntry) -> Vec<u8> {
-    rkyv::to_bytes::<rancor::Error>(entry)
-        .expect("plain data always serializes")
-        .into_vec()
-}
-
-/// Decodes a log entry (copied to an aligned buffer and checked first).
-pub fn decode_entry(bytes: &[u8]) -> Result<LogEntry, String> {
-    let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
-    aligned.extend_from_slice(bytes);
-    rkyv::from_bytes::<LogEntry, rancor::Error>(&aligned).map_err(|e| e.to_string())
 }
 
 /// Decodes a snapshot blob into ledgers.
@@ -208,6 +224,7 @@ impl Shards {
                 empty: Ledger::default(),
                 last_ms: 0,
                 views: HashMap::new(),
+                raw_events: Vec::new(),
                 snapshot_busy: Arc::new(AtomicBool::new(false)),
                 snapshot_seq: 0,
             };
@@ -335,6 +352,8 @@ struct Sequencer {
     empty: Ledger,
     last_ms: u64,
     views: HashMap<String, CachedView>,
+    /// Events of the command being applied (reused, so applying does not allocate it).
+    raw_events: Vec<Event>,
     snapshot_busy: Arc<AtomicBool>,
     /// The sequence number the newest snapshot covers (no new one without new records).
     snapshot_seq: u64,
@@ -347,7 +366,7 @@ struct CachedView {
 }
 
 /// Events of one batch, rendered, by tenant.
-type BatchEvents = Vec<(String, Vec<(u64, Value)>)>;
+type BatchEvents = Vec<(String, Vec<(u64, crate::dto::RawJson)>)>;
 
 /// SKUs a catalog may have for its stock view to be rebuilt on every read.
 const VIEW_ALWAYS_FRESH_SKUS: usize = 2_000;
@@ -550,15 +569,11 @@ impl Sequencer {
         events: &mut BatchEvents,
     ) -> Outcome {
         let ledger = self.tenants.get_mut(tenant).expect("the tenant exists");
-        let mut raw: Vec<Event> = Vec::new();
-        let outcome = ledger.apply(now, command, &mut raw);
+        let raw = &mut self.raw_events;
+        raw.clear();
+        let outcome = ledger.apply(now, command, raw);
         if outcome.changed {
-            let entry = LogEntry {
-                tenant: tenant.to_owned(),
-                at_ms: now,
-                command: command.clone(),
-            };
-            records.push(encode_entry(&entry));
+            records.push(encode_entry(tenant, now, command));
             if let Some(view) = self.views.get_mut(tenant) {
                 view.dirty = true;
             }
@@ -717,12 +732,23 @@ mod tests {
 
     #[test]
     fn log_entries_round_trip() {
+        let command = Command::RecordPayment {
+            dealer: "D1".into(),
+            amount: 5,
+        };
+        let bytes = encode_entry("acme", 42, &command);
         let entry = LogEntry {
             tenant: "acme".into(),
             at_ms: 42,
-            command: Command::Tick,
+            command,
         };
-        assert_eq!(decode_entry(&encode_entry(&entry)), Ok(entry));
+        assert_eq!(decode_entry(&bytes), Ok(entry));
+        for cut in 0..bytes.len() {
+            assert!(
+                decode_entry(&bytes[..cut]).is_err(),
+                "a cut at {cut} must not decode"
+            );
+        }
         assert!(decode_entry(b"garbage").is_err());
     }
 

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::portal::act;
-use super::{read_body, Admin, AppState, Json, Query};
+use super::{read_body, Admin, AppState, Json, Query, RawAnswer};
 use crate::dto::{
     self, AdjustBody, DealerBody, PaymentBody, PromotionBody, ReceiveBody, SettingsBody, SkuBody,
     WarehouseBody,
@@ -226,15 +226,23 @@ async fn adjust(
     .await
 }
 
-async fn approve(State(state): State<AppState>, Admin(c): Admin, Path(id): Path<String>) -> Answer {
+async fn approve(
+    State(state): State<AppState>,
+    Admin(c): Admin,
+    Path(id): Path<String>,
+) -> RawAnswer {
     act(&state, &c.tenant, &id, OrderAction::Approve).await
 }
 
-async fn reject(State(state): State<AppState>, Admin(c): Admin, Path(id): Path<String>) -> Answer {
+async fn reject(
+    State(state): State<AppState>,
+    Admin(c): Admin,
+    Path(id): Path<String>,
+) -> RawAnswer {
     act(&state, &c.tenant, &id, OrderAction::Reject).await
 }
 
-async fn ship(State(state): State<AppState>, Admin(c): Admin, Path(id): Path<String>) -> Answer {
+async fn ship(State(state): State<AppState>, Admin(c): Admin, Path(id): Path<String>) -> RawAnswer {
     act(&state, &c.tenant, &id, OrderAction::Ship).await
 }
 
@@ -297,7 +305,7 @@ async fn holds(
         .saturating_mul(1000);
     let limit = q.limit.unwrap_or(allot_engine::limits::PAGE_LIMIT_DEFAULT);
     read(&state, &c.tenant, move |ctx| {
-        let orders: Vec<Value> = ctx
+        let orders: Vec<dto::RawJson> = ctx
             .ledger
             .holds_expiring(ctx.now_ms, within_ms, limit)
             .into_iter()

@@ -11,9 +11,9 @@ use axum::{Json as AxumJson, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{order_id, AppState, Json, Query};
+use super::{order_id, AppState, Json, Query, RawAnswer};
 use crate::auth::Caller;
-use crate::dto::{self, OrderBody};
+use crate::dto::{self, OrderBody, RawJson};
 use crate::error::ApiError;
 use crate::events::Read;
 use crate::shard::Work;
@@ -35,7 +35,7 @@ async fn place_order(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<OrderBody>,
-) -> Answer {
+) -> RawAnswer {
     let command = Command::PlaceOrder(body.into_command()?);
     let metrics = std::sync::Arc::clone(&state.metrics);
     state
@@ -71,7 +71,7 @@ async fn get_order(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Answer {
+) -> RawAnswer {
     let id = order_id(&id)?;
     state
         .shards
@@ -85,7 +85,12 @@ async fn get_order(
 }
 
 /// Applies an action to the order named in the path and answers with the order.
-pub(super) async fn act(state: &AppState, tenant: &str, id: &str, action: OrderAction) -> Answer {
+pub(super) async fn act(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+    action: OrderAction,
+) -> RawAnswer {
     let order = order_id(id)?;
     state
         .shards
@@ -110,7 +115,7 @@ async fn confirm_order(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Answer {
+) -> RawAnswer {
     act(&state, &caller.tenant, &id, OrderAction::Confirm).await
 }
 
@@ -118,7 +123,7 @@ async fn cancel_order(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Answer {
+) -> RawAnswer {
     act(&state, &caller.tenant, &id, OrderAction::Cancel).await
 }
 
@@ -134,7 +139,7 @@ async fn list_orders(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<ListQuery>,
-) -> Answer {
+) -> RawAnswer {
     let dealer = q
         .dealer
         .ok_or_else(|| ApiError::invalid("dealer", "the query needs `dealer`"))?;
@@ -154,17 +159,30 @@ async fn list_orders(
                 .ledger
                 .dealer_orders(&dealer, status, before, limit)
                 .map_err(|r| ApiError::rejection(&r, true))?;
-            let orders: Vec<Value> = orders
+            let orders: Vec<RawJson> = orders
                 .iter()
                 .map(|o| dto::order_json(ctx.ledger, o))
                 .collect();
-            let mut body = json!({ "orders": orders });
-            if let Some(next) = next {
-                body["next_cursor"] = json!(next.0);
-            }
-            Ok((StatusCode::OK, AxumJson(body)))
+            let page = OrdersPage {
+                orders,
+                next_cursor: next.map(|id| id.0),
+            };
+            Ok((StatusCode::OK, AxumJson(dto::raw(&page))))
         })
         .await
+}
+
+#[derive(serde::Serialize)]
+struct OrdersPage {
+    orders: Vec<RawJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<u64>,
+}
+
+#[derive(serde::Serialize)]
+struct EventsPage {
+    events: Vec<RawJson>,
+    last_seq: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,7 +248,7 @@ async fn get_events(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<EventsQuery>,
-) -> Answer {
+) -> RawAnswer {
     let after = q.after.unwrap_or(0);
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let wait = Duration::from_secs(q.wait.unwrap_or(0)).min(state.config.events_wait_max);
@@ -250,13 +268,11 @@ async fn get_events(
                 .with_details(json!({ "oldest_seq": oldest })));
             }
             Read::Events(found) if !found.is_empty() || tokio::time::Instant::now() >= deadline => {
-                let last = found
-                    .last()
-                    .and_then(|e| e["seq"].as_u64())
-                    .unwrap_or(after);
+                let last_seq = found.last().map_or(after, |(seq, _)| *seq);
+                let events = found.into_iter().map(|(_, event)| event).collect();
                 return Ok((
                     StatusCode::OK,
-                    AxumJson(json!({ "events": found, "last_seq": last })),
+                    AxumJson(dto::raw(&EventsPage { events, last_seq })),
                 ));
             }
             Read::Events(_) => {
