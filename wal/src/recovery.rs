@@ -644,6 +644,16 @@ impl Replay {
                 .remove(name)
                 .map_err(|e| WalError::io("remove", name, e))?;
         }
+        // The records just replayed may have been read from written-but-unsynced
+        // bytes (a process restarted after a failed fsync, the machine still up).
+        // The caller is about to serve them, so they must be durable first. Only the
+        // newest segment can hold unsynced bytes.
+        if let Some((name, _)) = &self.scanner.tail {
+            storage
+                .open_append(name)
+                .and_then(|mut file| file.sync_data())
+                .map_err(|e| WalError::io("sync_data", name, e))?;
+        }
         storage
             .sync_dir()
             .map_err(|e| WalError::io("sync_dir", &dir, e))?;
