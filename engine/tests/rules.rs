@@ -862,7 +862,7 @@ fn order_validation_names_the_field() {
 fn huge_quantities_and_prices_are_refused_not_overflowed() {
     let mut book = Book::new();
     book.put_sku("S1", allot_engine::limits::MONEY_MAX, |s| {
-        s.case_size = 1_000_000
+        s.case_size = 1_000_000;
     });
     let mut request = PlaceOrder::new("a", "D1", &[("S1", u64::MAX)]);
     assert_eq!(
