@@ -205,12 +205,22 @@ impl Orders {
 
     pub fn push(&mut self, order: Order) {
         if self.len % ORDERS_PER_CHUNK == 0 {
-            self.chunks.push(Vec::with_capacity(ORDERS_PER_CHUNK));
+            // The first chunk grows as a vector does, so a small book stays small; a
+            // book that filled a chunk gets each next one whole, up front.
+            let capacity = if self.chunks.is_empty() {
+                0
+            } else {
+                ORDERS_PER_CHUNK
+            };
+            self.chunks.push(Vec::with_capacity(capacity));
         }
-        self.chunks
-            .last_mut()
-            .expect("a chunk was just ensured")
-            .push(order);
+        let multi_chunk = self.chunks.len() > 1;
+        let chunk = self.chunks.last_mut().expect("a chunk was just ensured");
+        if multi_chunk && chunk.len() == chunk.capacity() {
+            // A decoded chunk has only the room it needed; fill it without regrowing.
+            chunk.reserve_exact(ORDERS_PER_CHUNK - chunk.len());
+        }
+        chunk.push(order);
         self.len += 1;
     }
 
@@ -460,5 +470,55 @@ impl Ledger {
         id.slot()
             .filter(|&slot| slot < self.state.orders.len())
             .ok_or(Rejection::UnknownOrder { order: id })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(id: u64) -> Order {
+        Order {
+            id: OrderId(id),
+            client_order_id: format!("k{id}"),
+            dealer: DealerId(0),
+            status: OrderStatus::Held,
+            lines: Vec::new(),
+            allocations: Vec::new(),
+            total: 0,
+            rebate_used: 0,
+            backorder: false,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            hold_expires_at_ms: Some(1),
+        }
+    }
+
+    #[test]
+    fn orders_index_across_chunks_and_survive_encoding() {
+        let count = ORDERS_PER_CHUNK as u64 * 2 + 5;
+        let mut orders = Orders::default();
+        for id in 1..=count {
+            orders.push(order(id));
+        }
+        assert_eq!(orders.len() as u64, count);
+        assert!(orders.is_well_formed());
+        assert_eq!(
+            orders[ORDERS_PER_CHUNK].id,
+            OrderId(ORDERS_PER_CHUNK as u64 + 1)
+        );
+        assert_eq!(
+            orders.get(count as usize - 1).map(|o| o.id),
+            Some(OrderId(count))
+        );
+        assert!(orders.get(count as usize).is_none());
+        assert!(orders.iter().map(|o| o.id.0).eq(1..=count));
+        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&orders).expect("encodes");
+        let mut decoded: Orders =
+            rkyv::from_bytes::<Orders, rkyv::rancor::Error>(&bytes).expect("decodes");
+        assert_eq!(decoded, orders);
+        decoded.push(order(count + 1));
+        assert_eq!(decoded[count as usize].id, OrderId(count + 1));
+        assert!(decoded.is_well_formed());
     }
 }
