@@ -88,6 +88,7 @@ fn init_tracing() {
 fn serve(args: &ServeArgs) -> Result<(), String> {
     let config = Config::resolve(args).map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.http_threads)
         .enable_all()
         .build()
         .map_err(|e| format!("tokio runtime: {e}"))?;

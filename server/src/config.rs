@@ -54,6 +54,9 @@ pub struct ServeArgs {
     /// Write the bound address to this file once listening.
     #[arg(long, env = "ALLOT_PORT_FILE")]
     pub port_file: Option<PathBuf>,
+    /// Threads serving HTTP (default: the number of cores).
+    #[arg(long, env = "ALLOT_HTTP_THREADS")]
+    pub http_threads: Option<usize>,
 }
 
 /// The TOML file. Unknown keys are refused so that a typo is not silently ignored.
@@ -75,6 +78,7 @@ pub struct FileConfig {
     pub events_wait_max_s: Option<u64>,
     pub stock_view_refresh_ms: Option<u64>,
     pub request_timeout_s: Option<u64>,
+    pub http_threads: Option<usize>,
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantConfig>,
 }
@@ -116,6 +120,8 @@ pub struct Config {
     pub request_timeout: Duration,
     pub tenants: BTreeMap<String, TenantConfig>,
     pub port_file: Option<PathBuf>,
+    /// Threads serving HTTP.
+    pub http_threads: usize,
 }
 
 impl Default for Config {
@@ -138,6 +144,7 @@ impl Default for Config {
             request_timeout: Duration::from_secs(60),
             tenants: BTreeMap::new(),
             port_file: None,
+            http_threads: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         }
     }
 }
@@ -189,6 +196,11 @@ impl Config {
             .batch_max
             .or(file.batch_max)
             .unwrap_or(config.batch_max);
+        config.http_threads = args
+            .http_threads
+            .or(file.http_threads)
+            .unwrap_or(config.http_threads)
+            .max(1);
         if let Some(s) = args.snapshot_interval_s.or(file.snapshot_interval_s) {
             config.snapshot_interval = secs(s.max(1));
         }

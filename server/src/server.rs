@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::routes::{router, AppState};
+use crate::routes::{router, AppParts, AppState};
 use crate::shard::Shards;
 
 /// Longest time a client may take to send its request head.
@@ -46,12 +46,12 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
         std::fs::write(path, local.to_string()).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     let recovery = recovery_watch(Arc::clone(&shards), started);
-    let state = AppState {
+    let state = AppState::new(AppParts {
         shards: Arc::clone(&shards),
         auth: Arc::new(auth),
         metrics: Arc::new(Metrics::default()),
         config: Arc::clone(&config),
-    };
+    });
     let result = accept_loop(listener, router(state), shutdown, recovery).await;
     tracing::info!("stopping: finishing queued commands and writing snapshots");
     let stopper = Arc::clone(&shards);
