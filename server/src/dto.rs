@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::rfc3339;
+use crate::rfc3339::{self, Rfc3339};
 
 /// `POST /v1/orders`.
 #[derive(Debug, Deserialize)]
@@ -314,9 +314,9 @@ struct OrderWire<'a> {
     total: i64,
     rebate_used: i64,
     backorder: bool,
-    hold_expires_at: Option<String>,
-    created_at: String,
-    updated_at: String,
+    hold_expires_at: Option<Rfc3339>,
+    created_at: Rfc3339,
+    updated_at: Rfc3339,
 }
 
 #[derive(Serialize)]
@@ -369,9 +369,9 @@ pub fn order_json(ledger: &Ledger, order: &Order) -> RawJson {
         total: order.total,
         rebate_used: order.rebate_used,
         backorder: order.backorder,
-        hold_expires_at: order.hold_expires_at_ms.map(rfc3339::format),
-        created_at: rfc3339::format(order.created_at_ms),
-        updated_at: rfc3339::format(order.updated_at_ms),
+        hold_expires_at: order.hold_expires_at_ms.map(Rfc3339),
+        created_at: Rfc3339(order.created_at_ms),
+        updated_at: Rfc3339(order.updated_at_ms),
     })
 }
 
@@ -406,7 +406,7 @@ struct EventWire<'a> {
     seq: u64,
     #[serde(rename = "type")]
     kind: &'static str,
-    at: String,
+    at: Rfc3339,
     #[serde(skip_serializing_if = "Option::is_none")]
     order: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -444,7 +444,7 @@ pub fn event_json(ledger: &Ledger, event: &Event) -> RawJson {
     let mut wire = EventWire {
         seq: event.seq,
         kind: event.kind.name(),
-        at: rfc3339::format(event.at_ms),
+        at: Rfc3339(event.at_ms),
         ..EventWire::default()
     };
     let sku = |id| Some(ledger.sku_code(id));

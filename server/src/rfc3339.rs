@@ -4,11 +4,60 @@
 
 /// Formats `ms` since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn format(ms: u64) -> String {
+    let mut buffer = [0; TEXT_LEN];
+    match encode(ms, &mut buffer) {
+        Some(text) => text.to_owned(),
+        None => format_wide(ms),
+    }
+}
+
+/// Length of `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+const TEXT_LEN: usize = 24;
+
+/// The `(year, month, day, second of day)` of `ms` since the epoch.
+fn fields(ms: u64) -> (i64, i64, i64, u64) {
     let secs = ms / 1000;
     // u64 milliseconds cover 584 million years: the day count always fits an i64.
     let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
-    let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
+    (y, m, d, secs % 86_400)
+}
+
+/// Writes `ms` into `buffer` without allocating, for years 0000-9999 (every time
+/// the server stamps or parses); `None` for later ones.
+fn encode(ms: u64, buffer: &mut [u8; TEXT_LEN]) -> Option<&str> {
+    let (y, m, d, rem) = fields(ms);
+    let year = u32::try_from(y).ok().filter(|&y| y <= 9999)?;
+    let mut put = |at: usize, value: u64, width: usize| {
+        let mut v = value;
+        for i in (0..width).rev() {
+            buffer[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, u64::from(year), 4);
+    put(5, m.unsigned_abs(), 2);
+    put(8, d.unsigned_abs(), 2);
+    put(11, rem / 3600, 2);
+    put(14, rem % 3600 / 60, 2);
+    put(17, rem % 60, 2);
+    put(20, ms % 1000, 3);
+    for (at, byte) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (23, b'Z'),
+    ] {
+        buffer[at] = byte;
+    }
+    std::str::from_utf8(buffer).ok()
+}
+
+fn format_wide(ms: u64) -> String {
+    let (y, m, d, rem) = fields(ms);
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
         rem / 3600,
@@ -16,6 +65,20 @@ pub fn format(ms: u64) -> String {
         rem % 60,
         ms % 1000
     )
+}
+
+/// A time that serializes as RFC 3339 text without allocating.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rfc3339(pub u64);
+
+impl serde::Serialize for Rfc3339 {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut buffer = [0; TEXT_LEN];
+        match encode(self.0, &mut buffer) {
+            Some(text) => serializer.serialize_str(text),
+            None => serializer.serialize_str(&format_wide(self.0)),
+        }
+    }
 }
 
 /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` into ms since the epoch; times
@@ -113,6 +176,16 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serializes_without_allocating_and_falls_back_past_9999() {
+        let json = serde_json::to_string(&Rfc3339(1_700_000_000_123)).expect("renders");
+        assert_eq!(json, "\"2023-11-14T22:13:20.123Z\"");
+        let far = 253_402_300_800_000; // 10000-01-01
+        assert_eq!(format(far), "10000-01-01T00:00:00.000Z");
+        let json = serde_json::to_string(&Rfc3339(u64::MAX)).expect("renders");
+        assert!(json.ends_with("Z\""), "{json}");
+    }
 
     #[test]
     fn formats_known_instants() {
