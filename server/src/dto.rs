@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use allot_engine::query::{SkuStock, StockRow};
 use allot_engine::{
-    Command, DealerSpec, Event, EventKind, Ledger, LineRequest, Order, PlaceOrder, PromotionSpec,
-    SettingsPatch, SkuSpec, Unit, WarehouseSpec,
+    Command, DealerId, DealerSpec, Event, EventKind, Ledger, LineRequest, Order, PlaceOrder,
+    PromotionSpec, SettingsPatch, SkuId, SkuSpec, Unit, WarehouseId, WarehouseSpec,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -439,17 +439,39 @@ struct EventWire<'a> {
     credit_used: Option<i64>,
 }
 
+/// Turns the ids in events back into codes: the ledger itself, or the event hub's
+/// copy of its code tables.
+pub trait CodeNames {
+    fn sku_code(&self, id: SkuId) -> &str;
+    fn warehouse_code(&self, id: WarehouseId) -> &str;
+    fn dealer_code(&self, id: DealerId) -> &str;
+}
+
+impl CodeNames for Ledger {
+    fn sku_code(&self, id: SkuId) -> &str {
+        Ledger::sku_code(self, id)
+    }
+
+    fn warehouse_code(&self, id: WarehouseId) -> &str {
+        Ledger::warehouse_code(self, id)
+    }
+
+    fn dealer_code(&self, id: DealerId) -> &str {
+        Ledger::dealer_code(self, id)
+    }
+}
+
 /// An event on the wire, with codes for ids and an RFC 3339 time.
-pub fn event_json(ledger: &Ledger, event: &Event) -> RawJson {
+pub fn event_json(codes: &impl CodeNames, event: &Event) -> RawJson {
     let mut wire = EventWire {
         seq: event.seq,
         kind: event.kind.name(),
         at: Rfc3339(event.at_ms),
         ..EventWire::default()
     };
-    let sku = |id| Some(ledger.sku_code(id));
-    let warehouse = |id| Some(ledger.warehouse_code(id));
-    let dealer = |id| Some(ledger.dealer_code(id));
+    let sku = |id| Some(codes.sku_code(id));
+    let warehouse = |id| Some(codes.warehouse_code(id));
+    let dealer = |id| Some(codes.dealer_code(id));
     match event.kind {
         EventKind::OrderPlaced {
             order,

@@ -1,10 +1,17 @@
 //! The event hub: a bounded ring of recent events per tenant, filled by the shards
 //! once the records that caused them are durable, and read by `/v1/events` long polls.
+//!
+//! The ring keeps the engine's events as they are (ids, not codes) and renders them to
+//! JSON only when read, so the shard thread never spends time on events nobody asks
+//! for. Ids resolve through a per-tenant table of codes that the shard extends when it
+//! creates a SKU, warehouse or dealer (codes are never renamed or reused).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use crate::dto::RawJson;
+use allot_engine::{DealerId, Event, Ledger, SkuId, WarehouseId};
+
+use crate::dto::{CodeNames, RawJson};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 
@@ -12,13 +19,36 @@ use tokio::sync::Notify;
 #[derive(Debug)]
 pub struct TenantEvents {
     ring: Mutex<Ring>,
+    codes: RwLock<Codes>,
     /// Woken whenever events are appended.
     pub notify: Notify,
 }
 
+/// The codes of a tenant's SKUs, warehouses and dealers, by id.
+#[derive(Debug, Default)]
+struct Codes {
+    skus: Vec<String>,
+    warehouses: Vec<String>,
+    dealers: Vec<String>,
+}
+
+impl CodeNames for Codes {
+    fn sku_code(&self, id: SkuId) -> &str {
+        self.skus.get(id.index()).map_or("", String::as_str)
+    }
+
+    fn warehouse_code(&self, id: WarehouseId) -> &str {
+        self.warehouses.get(id.index()).map_or("", String::as_str)
+    }
+
+    fn dealer_code(&self, id: DealerId) -> &str {
+        self.dealers.get(id.index()).map_or("", String::as_str)
+    }
+}
+
 #[derive(Debug)]
 struct Ring {
-    items: VecDeque<(u64, RawJson)>,
+    items: VecDeque<Event>,
     /// The highest sequence number published (or known from a snapshot).
     last_seq: u64,
     capacity: usize,
@@ -41,22 +71,61 @@ impl TenantEvents {
                 last_seq: 0,
                 capacity,
             }),
+            codes: RwLock::new(Codes::default()),
             notify: Notify::new(),
         }
     }
 
-    /// Events with `seq > after`, at most `limit`.
+    /// Events with `seq > after`, at most `limit`, rendered.
     pub fn read(&self, after: u64, limit: usize) -> Read {
-        let ring = self.ring.lock();
-        let oldest = ring
-            .items
-            .front()
-            .map_or(ring.last_seq + 1, |(seq, _)| *seq);
-        if after + 1 < oldest && after < ring.last_seq {
-            return Read::Gone { oldest };
+        let found: Vec<Event> = {
+            let ring = self.ring.lock();
+            let oldest = ring
+                .items
+                .front()
+                .map_or(ring.last_seq + 1, |event| event.seq);
+            if after + 1 < oldest && after < ring.last_seq {
+                return Read::Gone { oldest };
+            }
+            let start = ring.items.partition_point(|event| event.seq <= after);
+            ring.items.range(start..).take(limit).cloned().collect()
+        };
+        let codes = self.codes.read();
+        Read::Events(
+            found
+                .iter()
+                .map(|event| (event.seq, crate::dto::event_json(&*codes, event)))
+                .collect(),
+        )
+    }
+
+    /// Learns the codes of SKUs, warehouses and dealers the ledger created since the
+    /// last call (cheap when there are none).
+    pub fn learn_codes(&self, ledger: &Ledger) {
+        let state = ledger.state();
+        let fresh = |known: usize, now: usize| known < now;
+        {
+            let codes = self.codes.read();
+            if !fresh(codes.skus.len(), state.skus.len())
+                && !fresh(codes.warehouses.len(), state.warehouses.len())
+                && !fresh(codes.dealers.len(), state.dealers.len())
+            {
+                return;
+            }
         }
-        let start = ring.items.partition_point(|(seq, _)| *seq <= after);
-        Read::Events(ring.items.range(start..).take(limit).cloned().collect())
+        let mut codes = self.codes.write();
+        let skus = codes.skus.len()..state.skus.len();
+        codes
+            .skus
+            .extend(state.skus[skus].iter().map(|s| s.code.clone()));
+        let warehouses = codes.warehouses.len()..state.warehouses.len();
+        codes
+            .warehouses
+            .extend(state.warehouses[warehouses].iter().map(|w| w.code.clone()));
+        let dealers = codes.dealers.len()..state.dealers.len();
+        codes
+            .dealers
+            .extend(state.dealers[dealers].iter().map(|d| d.code.clone()));
     }
 
     /// The highest sequence number published.
@@ -100,17 +169,17 @@ impl EventHub {
         ring.last_seq = ring.last_seq.max(seq);
     }
 
-    /// Appends durable events (each a JSON object with a `seq`) and wakes readers.
-    pub fn publish(&self, tenant: &str, batch: Vec<(u64, RawJson)>) {
+    /// Appends durable events and wakes readers.
+    pub fn publish(&self, tenant: &str, batch: Vec<Event>) {
         if batch.is_empty() {
             return;
         }
         let events = self.tenant(tenant);
         {
             let mut ring = events.ring.lock();
-            for (seq, value) in batch {
-                ring.last_seq = ring.last_seq.max(seq);
-                ring.items.push_back((seq, value));
+            for event in batch {
+                ring.last_seq = ring.last_seq.max(event.seq);
+                ring.items.push_back(event);
                 if ring.items.len() > ring.capacity {
                     ring.items.pop_front();
                 }
@@ -123,10 +192,16 @@ impl EventHub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
-    fn event(seq: u64) -> (u64, RawJson) {
-        (seq, crate::dto::raw(&json!({ "seq": seq })))
+    fn event(seq: u64) -> Event {
+        Event {
+            seq,
+            at_ms: 0,
+            kind: allot_engine::EventKind::HoldExpired {
+                order: allot_engine::OrderId(seq),
+                dealer: DealerId(0),
+            },
+        }
     }
 
     fn seqs(read: Read) -> Vec<u64> {
@@ -145,6 +220,28 @@ mod tests {
         assert_eq!(seqs(t.read(2, 10)), [3, 4, 5]);
         assert_eq!(seqs(t.read(4, 1)), [5]);
         assert_eq!(seqs(t.read(5, 10)), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn events_render_with_the_codes_learned_from_the_ledger() {
+        let hub = EventHub::new(10);
+        let mut ledger = Ledger::default();
+        let dealer = allot_engine::DealerSpec::new("D7", "gold", "north", 100);
+        let outcome = ledger.apply(
+            0,
+            &allot_engine::Command::PutDealer(dealer),
+            &mut Vec::new(),
+        );
+        assert!(outcome.result.is_ok());
+        hub.tenant("t").learn_codes(&ledger);
+        hub.publish("t", vec![event(1)]);
+        let Read::Events(found) = hub.tenant("t").read(0, 10) else {
+            panic!("events expected");
+        };
+        let json: serde_json::Value = serde_json::from_str(found[0].1.get()).expect("json");
+        assert_eq!(json["type"], "hold_expired");
+        assert_eq!(json["dealer"], "D7");
+        assert_eq!(json["at"], "1970-01-01T00:00:00.000Z");
     }
 
     #[test]

@@ -366,7 +366,7 @@ struct CachedView {
 }
 
 /// Events of one batch, rendered, by tenant.
-type BatchEvents = Vec<(String, Vec<(u64, crate::dto::RawJson)>)>;
+type BatchEvents = Vec<(String, Vec<Event>)>;
 
 /// SKUs a catalog may have for its stock view to be rebuilt on every read.
 const VIEW_ALWAYS_FRESH_SKUS: usize = 2_000;
@@ -403,6 +403,7 @@ impl Sequencer {
                 .map_err(|e| format!("{}: snapshot at {covers}: {e}", dir.display()))?;
             for (name, ledger) in &tenants {
                 self.hub.set_floor(name, ledger.last_event_seq());
+                self.hub.tenant(name).learn_codes(ledger);
             }
             self.tenants = tenants;
             self.last_ms = last_ms;
@@ -420,11 +421,10 @@ impl Sequencer {
             if !outcome.changed {
                 tracing::warn!(shard = self.index, seq, "a replayed record changed nothing");
             }
-            let rendered = events
-                .iter()
-                .map(|e| (e.seq, crate::dto::event_json(ledger, e)))
-                .collect();
-            self.hub.publish(&entry.tenant, rendered);
+            if creates_codes(&entry.command) {
+                self.hub.tenant(&entry.tenant).learn_codes(ledger);
+            }
+            self.hub.publish(&entry.tenant, std::mem::take(&mut events));
             self.last_ms = self.last_ms.max(entry.at_ms);
             count += 1;
             self.status.replayed_records.store(count, Ordering::Relaxed);
@@ -578,12 +578,15 @@ impl Sequencer {
                 view.dirty = true;
             }
         }
+        if outcome.result.is_ok() && creates_codes(command) {
+            // Before the events that name them can be published.
+            self.hub.tenant(tenant).learn_codes(ledger);
+        }
         if !raw.is_empty() {
-            let rendered = raw
-                .iter()
-                .map(|e| (e.seq, crate::dto::event_json(ledger, e)))
-                .collect();
-            events.push((tenant.to_owned(), rendered));
+            match events.last_mut() {
+                Some((last, batch)) if last == tenant => batch.append(raw),
+                _ => events.push((tenant.to_owned(), std::mem::take(raw))),
+            }
         }
         outcome
     }
@@ -697,6 +700,14 @@ impl Sequencer {
             self.snapshot_busy.store(false, Ordering::Release);
         }
     }
+}
+
+/// Whether a command can create a SKU, warehouse or dealer (whose codes events name).
+fn creates_codes(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::PutSku(_) | Command::PutWarehouse(_) | Command::PutDealer(_)
+    )
 }
 
 /// Every SKU's stock in code order, with its below-threshold flag.
