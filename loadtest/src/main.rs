@@ -15,6 +15,11 @@ use allot_loadtest::run::{self, Options};
 use allot_loadtest::scenario::{Params, Scenario, ScenarioKind};
 use allot_loadtest::{report, server};
 
+/// The same allocator as the `allot` binary, so that a server hosted by `--spawn`
+/// runs as `allot serve` would.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "allot-load",
