@@ -347,6 +347,47 @@ pub struct RunCtx {
     pub start: Instant,
     pub end: Instant,
     pub recorder: Arc<Mutex<Recorder>>,
+    /// Open loop: the arrivals `(order number, intended send time)`, paced by
+    /// [`pace_arrivals`]; whichever connection is free takes the next one.
+    pub arrivals: Option<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<(u64, Instant)>>>,
+}
+
+/// One Poisson process of `rate` orders per second for the whole run, on a thread of
+/// its own: it releases each arrival at its intended time with the precision of
+/// `nanosleep` (tens of microseconds), where an async timer would round every wait up
+/// to the next millisecond and add that to every measured latency. The same seed gives
+/// the same arrival times.
+pub fn pace_arrivals(
+    rate: f64,
+    seed: u64,
+    start: Instant,
+    end: Instant,
+) -> tokio::sync::mpsc::UnboundedReceiver<(u64, Instant)> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut gaps = Rng::new(seed ^ 0xA7_7A_11, 0);
+    let spawned = std::thread::Builder::new()
+        .name("allot-load-pacer".into())
+        .spawn(move || {
+            let mut intended = start;
+            for n in 0u64.. {
+                intended += Duration::from_secs_f64(gaps.exponential(1.0 / rate));
+                if intended >= end {
+                    break;
+                }
+                let now = Instant::now();
+                if intended > now {
+                    std::thread::sleep(intended - now);
+                }
+                if tx.send((n, intended)).is_err() {
+                    break;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        // Without a pacer the run sends nothing; the report will show it.
+        eprintln!("allot-load: cannot start the pacer thread: {e}");
+    }
+    rx
 }
 
 fn lock(recorder: &Mutex<Recorder>) -> std::sync::MutexGuard<'_, Recorder> {
@@ -415,30 +456,22 @@ pub async fn connection_task(ctx: Arc<RunCtx>, k: usize) -> Tally {
     let mut tally = Tally::default();
     let mut body = Vec::with_capacity(512);
     let mut path = String::with_capacity(64);
-    let mut arrivals = Rng::new(ctx.scenario.params.seed ^ 0xA7_7A_11, k as u64);
-    let mean_gap_s = match ctx.load {
-        Load::Open(rate) => {
-            #[allow(clippy::cast_precision_loss)]
-            let c = ctx.connections as f64;
-            c / rate
-        }
-        Load::Closed => 0.0,
-    };
-    let mut intended = ctx.start;
     for i in 0u64.. {
-        let n = i * ctx.connections as u64 + k as u64;
-        if let Load::Open(_) = ctx.load {
-            intended += Duration::from_secs_f64(arrivals.exponential(mean_gap_s));
-            if intended >= ctx.end {
-                break;
+        let (n, intended) = if let Some(arrivals) = &ctx.arrivals {
+            // Whichever connection is free takes the next arrival; an arrival waits
+            // only when every connection is busy, and that wait is measured.
+            let next = arrivals.lock().await.recv().await;
+            match next {
+                Some(arrival) => arrival,
+                None => break,
             }
-            tokio::time::sleep_until(intended.into()).await;
         } else {
-            intended = Instant::now();
-            if intended >= ctx.end {
+            let now = Instant::now();
+            if now >= ctx.end {
                 break;
             }
-        }
+            (i * ctx.connections as u64 + k as u64, now)
+        };
         let plan = ctx.scenario.plan(n);
         ctx.scenario.render_order(n, &plan, &mut body);
         let sent = Instant::now();

@@ -156,6 +156,15 @@ pub async fn run(opts: Options, target: Target) -> anyhow::Result<Report> {
         start,
         end,
         recorder: Arc::clone(&recorder),
+        arrivals: match opts.load {
+            client::Load::Open(rate) => Some(tokio::sync::Mutex::new(client::pace_arrivals(
+                rate,
+                opts.scenario.params.seed,
+                start,
+                end,
+            ))),
+            client::Load::Closed => None,
+        },
     });
     let mut tasks = Vec::new();
     for k in 0..opts.connections {

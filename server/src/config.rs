@@ -54,7 +54,7 @@ pub struct ServeArgs {
     /// Write the bound address to this file once listening.
     #[arg(long, env = "ALLOT_PORT_FILE")]
     pub port_file: Option<PathBuf>,
-    /// Threads serving HTTP (default: the number of cores).
+    /// Threads serving HTTP (default: half the cores, at least one).
     #[arg(long, env = "ALLOT_HTTP_THREADS")]
     pub http_threads: Option<usize>,
 }
@@ -144,7 +144,11 @@ impl Default for Config {
             request_timeout: Duration::from_secs(60),
             tenants: BTreeMap::new(),
             port_file: None,
-            http_threads: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            // Half the cores: the other half runs the shard sequencers and log writers,
+            // which every order passes through (measured in docs/PERFORMANCE.md).
+            http_threads: (std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+                / 2)
+            .max(1),
         }
     }
 }
