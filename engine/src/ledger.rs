@@ -92,10 +92,25 @@ pub(crate) struct Index {
 /// The idempotency index. Keys are stored once, in the orders; the map holds a 64-bit
 /// hash of (dealer, key) and the order it names. The rare second key with the same
 /// hash goes to a small ordered map of full keys, so a lookup is always exact.
-#[derive(Default, Clone, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct ClientOrders {
-    by_hash: FxHashMap<u64, OrderId>,
+    /// The map, split by the hash's top bits so that growing it rehashes one part at a
+    /// time: a single map of millions of keys would stall the shard for tens of
+    /// milliseconds each time it doubled.
+    parts: Vec<FxHashMap<u64, OrderId>>,
     collisions: BTreeMap<(DealerId, String), OrderId>,
+}
+
+/// `ClientOrders` parts (a power of two).
+const CLIENT_ORDER_PARTS: usize = 64;
+
+impl Default for ClientOrders {
+    fn default() -> Self {
+        Self {
+            parts: vec![FxHashMap::default(); CLIENT_ORDER_PARTS],
+            collisions: BTreeMap::new(),
+        }
+    }
 }
 
 impl ClientOrders {
@@ -107,8 +122,13 @@ impl ClientOrders {
         hasher.finish()
     }
 
+    fn part(hash: u64) -> usize {
+        (hash >> (64 - CLIENT_ORDER_PARTS.trailing_zeros())) as usize
+    }
+
     pub fn get(&self, orders: &Orders, dealer: DealerId, key: &str) -> Option<OrderId> {
-        let id = *self.by_hash.get(&Self::hash(dealer, key))?;
+        let hash = Self::hash(dealer, key);
+        let id = *self.parts[Self::part(hash)].get(&hash)?;
         let order = &orders[id.slot().expect("indexed ids name orders")];
         if order.dealer == dealer && order.client_order_id == key {
             Some(id)
@@ -118,7 +138,8 @@ impl ClientOrders {
     }
 
     pub fn insert(&mut self, orders: &Orders, dealer: DealerId, key: &str, id: OrderId) {
-        match self.by_hash.entry(Self::hash(dealer, key)) {
+        let hash = Self::hash(dealer, key);
+        match self.parts[Self::part(hash)].entry(hash) {
             std::collections::hash_map::Entry::Vacant(entry) => {
                 entry.insert(id);
             }
