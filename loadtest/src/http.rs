@@ -18,6 +18,8 @@ const BODY_BYTES_MAX: usize = 256 * 1024 * 1024;
 pub enum HttpError {
     Timeout,
     Io(std::io::Error),
+    /// The server closed the connection before any byte of the answer.
+    Closed,
     Protocol(String),
 }
 
@@ -26,6 +28,7 @@ impl std::fmt::Display for HttpError {
         match self {
             HttpError::Timeout => write!(f, "timed out"),
             HttpError::Io(e) => write!(f, "io: {e}"),
+            HttpError::Closed => write!(f, "connection closed by the server"),
             HttpError::Protocol(m) => write!(f, "protocol: {m}"),
         }
     }
@@ -116,7 +119,15 @@ impl Conn {
         body: &[u8],
     ) -> Result<Response, HttpError> {
         let timeout = self.target.timeout;
-        match tokio::time::timeout(timeout, self.exchange(method, path, body)).await {
+        let reused = self.stream.is_some();
+        let mut attempt = tokio::time::timeout(timeout, self.exchange(method, path, body)).await;
+        if reused && matches!(attempt, Ok(Err(HttpError::Closed))) {
+            // A server may close an idle keep-alive connection at any time; the request
+            // never reached it, so it is sent again once on a new connection.
+            self.stream = None;
+            attempt = tokio::time::timeout(timeout, self.exchange(method, path, body)).await;
+        }
+        match attempt {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => {
                 self.stream = None;
@@ -159,7 +170,15 @@ impl Conn {
         self.out.extend_from_slice(b"\r\n");
         self.out.extend_from_slice(body);
         let stream = self.stream.as_mut().expect("connected above");
-        stream.write_all(&self.out).await.map_err(HttpError::Io)?;
+        stream
+            .write_all(&self.out)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => {
+                    HttpError::Closed
+                }
+                _ => HttpError::Io(e),
+            })?;
         self.read_response().await
     }
 
@@ -236,9 +255,11 @@ impl Conn {
             .await
             .map_err(HttpError::Io)?;
         if n == 0 {
-            return Err(HttpError::Protocol(
-                "connection closed by the server".into(),
-            ));
+            return Err(if self.filled == self.consumed {
+                HttpError::Closed
+            } else {
+                HttpError::Protocol("connection closed in the middle of an answer".into())
+            });
         }
         self.filled += n;
         Ok(())
@@ -362,6 +383,45 @@ pub async fn send_json(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server that answers one request per connection and then closes it, as a
+    /// server does with an idle keep-alive connection.
+    async fn one_answer_per_connection(listener: tokio::net::TcpListener, connections: usize) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        for _ in 0..connections {
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request).await.expect("read");
+            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
+            stream.write_all(answer).await.expect("write");
+            drop(stream);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_closed_keep_alive_connection_is_reopened_once() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let server = tokio::spawn(one_answer_per_connection(listener, 2));
+        let target = Target::parse(&addr, "default", None, Duration::from_secs(5)).expect("target");
+        let mut conn = Conn::new(&target);
+        assert_eq!(
+            conn.request("GET", "/a", b"").await.expect("first").status,
+            200
+        );
+        // The server has closed the first connection; the next request must not fail.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            conn.request("PUT", "/b", b"{}")
+                .await
+                .expect("second")
+                .status,
+            200
+        );
+        server.await.expect("server");
+    }
 
     #[test]
     fn fields_are_found_at_any_depth_first_match() {
