@@ -1,5 +1,6 @@
 //! Resident memory of a ledger holding 1,000,000 open 3-line orders (plus the
 //! benchmark book of 10,000 SKUs × 8 warehouses and 1,000 dealers).
+//! Also times a snapshot of that book and its restore.
 //! `cargo run --release -p allot-benches --example ledger_memory [-- ORDERS]`.
 
 use allot_benches::{apply_ok, build_book, Orders};
@@ -29,6 +30,14 @@ fn main() {
     }
     let full_kib = resident_kib();
     let open = ledger.order_count();
+    // Snapshots serialize the whole book on the shard thread: how long that takes.
+    let started = std::time::Instant::now();
+    let bytes = ledger.snapshot();
+    let snapshot_s = started.elapsed().as_secs_f64();
+    let started = std::time::Instant::now();
+    let restored = allot_engine::Ledger::restore(&bytes).expect("a fresh snapshot restores");
+    let restore_s = started.elapsed().as_secs_f64();
+    assert_eq!(restored.order_count(), open);
     println!(
         "book (10,000 SKUs x 8 warehouses, 1,000 dealers): {} MiB",
         (book_kib - base_kib) / 1024
@@ -38,5 +47,9 @@ fn main() {
         (full_kib - book_kib) / 1024,
         (full_kib - book_kib) * 1024 / open.max(1),
         full_kib / 1024
+    );
+    println!(
+        "snapshot: {} MiB in {snapshot_s:.2} s; restore (decode, check, re-index): {restore_s:.2} s",
+        bytes.len() >> 20
     );
 }
