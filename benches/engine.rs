@@ -9,6 +9,10 @@ use allot_benches::{apply_ok, build_book, close_commands, OrderPool, Orders};
 use allot_engine::{Command, Effect, Event, Ledger, OrderId};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
+/// The allocator the `allot` binary runs the engine with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Each iteration places one 3-line order and runs the lifecycle commands that keep
 /// the mix steady (confirm + ship, or cancel, of the order placed 1,000 before).
 fn steady(c: &mut Criterion, name: &str, hot: bool) {
