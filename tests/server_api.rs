@@ -275,6 +275,23 @@ fn order_lifecycle_and_every_view() {
     assert_eq!(s, 200);
     assert!(audit["shards"].as_array().is_some_and(|s| s.len() == 2));
     // Settings, promotions.
+    let (s, settings) = send(
+        a,
+        "PUT",
+        "/admin/settings",
+        &json!({ "order_retention_s": 86400 }),
+    );
+    assert_eq!(
+        (s, settings["order_retention_s"].as_u64()),
+        (200, Some(86_400))
+    );
+    let (s, _) = send(
+        a,
+        "PUT",
+        "/admin/settings",
+        &json!({ "order_retention_s": -1 }),
+    );
+    assert_eq!(s, 422);
     let (s, settings) = send(a, "PUT", "/admin/settings", &json!({ "hold_ttl_s": 60 }));
     assert_eq!(
         (

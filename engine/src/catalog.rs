@@ -13,8 +13,8 @@ use crate::ids::{is_valid_code, DealerId, PromotionId, RegionId, SkuId, TierId, 
 use crate::ledger::{Effect, Ledger};
 use crate::limits::{
     ATTRIBUTES_MAX, ATTRIBUTE_LEN_MAX, CASE_SIZE_MAX, HOLD_TTL_S_MAX, HOLD_TTL_S_MIN, MONEY_MAX,
-    NAME_LEN_MAX, ORDER_LINES_MAX_CAP, PRICE_ENTRIES_MAX, PRIORITY_TIERS_MAX, QTY_MAX,
-    REBATE_RATE_BP_MAX,
+    NAME_LEN_MAX, ORDER_LINES_MAX_CAP, ORDER_RETENTION_S_MAX, PRICE_ENTRIES_MAX,
+    PRIORITY_TIERS_MAX, QTY_MAX, REBATE_RATE_BP_MAX,
 };
 use crate::stock::StockCell;
 
@@ -348,6 +348,7 @@ impl Ledger {
             self.index
                 .dealer_open
                 .push(std::collections::BTreeSet::new());
+            self.index.dealer_pruned.push(0);
             id
         };
         let dealer = &mut self.state.dealers[id.index()];
@@ -445,8 +446,22 @@ impl Ledger {
                 }
             }
         }
+        if let Some(retention) = patch.order_retention_s {
+            if retention > ORDER_RETENTION_S_MAX {
+                return Err(Rejection::invalid(
+                    "order_retention_s",
+                    format!("must be between 0 (forever) and {ORDER_RETENTION_S_MAX}"),
+                ));
+            }
+        }
         if let Some(ttl) = patch.hold_ttl_s {
             self.state.settings.hold_ttl_s = ttl;
+        }
+        if let Some(retention) = patch.order_retention_s {
+            if retention != self.state.settings.order_retention_s {
+                self.state.settings.order_retention_s = retention;
+                self.rebuild_closed();
+            }
         }
         if let Some(max_lines) = patch.max_lines {
             self.state.settings.max_lines = max_lines;

@@ -105,6 +105,8 @@ plain_data! {
         pub max_lines: Option<u32>,
         /// Tiers served first by backorder fills, in this order; empty means FIFO.
         pub backorder_priority: Option<Vec<String>>,
+        /// Seconds a closed order stays in the book; 0 keeps closed orders forever.
+        pub order_retention_s: Option<u64>,
     }
 
     /// Place an order.

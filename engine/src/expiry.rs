@@ -27,6 +27,7 @@ impl Ledger {
             order.updated_at_ms = now_ms;
             let dealer = order.dealer;
             self.index.dealer_open[dealer.index()].remove(&id);
+            self.note_closed(id, now_ms);
             self.emit(now_ms, EventKind::HoldExpired { order: id, dealer }, events);
             self.release(slot, OrderStatus::Held, now_ms, events);
             expired += 1;

@@ -35,8 +35,10 @@ impl Ledger {
                         .all(|p| p.region.index() < s.regions.len())
             })
             && s.orders.is_well_formed()
-            && s.orders.iter().enumerate().all(|(i, o)| {
-                o.id.slot() == Some(i)
+            && s.orders.iter().all(|o| {
+                o.id.slot()
+                    .and_then(|slot| s.orders.get(slot))
+                    .is_some_and(|x| std::ptr::eq(x, o))
                     && o.dealer.index() < s.dealers.len()
                     && o.lines.iter().all(|l| {
                         l.sku.index() < s.skus.len()
@@ -149,6 +151,23 @@ impl Ledger {
                     "dealer {}: credit ledger disagrees with orders",
                     dealer.code
                 ));
+            }
+        }
+        self.check_promotions(usage, promo_used)
+    }
+
+    /// Promotion usage, per dealer and in all, equals what the orders took (pruned
+    /// shipped orders included).
+    fn check_promotions(
+        &self,
+        mut usage: BTreeMap<u64, u64>,
+        mut promo_used: Vec<u64>,
+    ) -> Result<(), String> {
+        let s = &self.state;
+        for (&key, &units) in &s.pruned_promotion_usage {
+            *usage.entry(key).or_default() += units;
+            if let Some(used) = promo_used.get_mut((key >> 32) as usize) {
+                *used += units;
             }
         }
         if usage != s.promotion_usage {

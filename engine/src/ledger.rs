@@ -25,6 +25,9 @@ plain_data! {
         pub max_lines: u32,
         /// Tiers whose backorders are filled first, in this order; empty is FIFO.
         pub backorder_priority: Vec<TierId>,
+        /// Closed orders (shipped, cancelled, expired, rejected) leave the book this
+        /// long after they closed, with their idempotency keys; 0 keeps them forever.
+        pub order_retention_s: u64,
     }
 
     /// The book: everything a snapshot holds.
@@ -42,6 +45,9 @@ plain_data! {
         /// Units sold at promotion price per (promotion, dealer), keyed by
         /// [`usage_key`]; absent means zero.
         pub promotion_usage: BTreeMap<u64, u64>,
+        /// The part of `promotion_usage` that pruned shipped orders account for (their
+        /// units stay sold).
+        pub pruned_promotion_usage: BTreeMap<u64, u64>,
         /// Orders by id: `orders[id - 1]`.
         pub orders: Orders,
     }
@@ -53,6 +59,7 @@ impl Default for Settings {
             hold_ttl_s: HOLD_TTL_S_DEFAULT,
             max_lines: ORDER_LINES_MAX_DEFAULT,
             backorder_priority: Vec::new(),
+            order_retention_s: 0,
         }
     }
 }
@@ -87,6 +94,10 @@ pub(crate) struct Index {
     pub holds: BTreeSet<(u64, OrderId)>,
     /// Per SKU: queued orders by (tier rank, order id); FIFO within a rank.
     pub queues: Vec<BTreeSet<(u32, OrderId)>>,
+    /// Closed orders by close time, while a retention is set.
+    pub closed: BTreeSet<(u64, OrderId)>,
+    /// Per dealer: pruned ids still in `dealer_orders` (compacted when they are many).
+    pub dealer_pruned: Vec<usize>,
 }
 
 /// The idempotency index. Keys are stored once, in the orders; the map holds a 64-bit
@@ -128,13 +139,17 @@ impl ClientOrders {
 
     pub fn get(&self, orders: &Orders, dealer: DealerId, key: &str) -> Option<OrderId> {
         let hash = Self::hash(dealer, key);
-        let id = *self.parts[Self::part(hash)].get(&hash)?;
-        let order = &orders[id.slot().expect("indexed ids name orders")];
-        if order.dealer == dealer && order.client_order_id == key {
-            Some(id)
-        } else {
-            self.collisions.get(&(dealer, key.to_owned())).copied()
+        let found = self.parts[Self::part(hash)]
+            .get(&hash)
+            .copied()
+            .filter(|&id| {
+                let order = &orders[id.slot().expect("indexed ids name orders")];
+                order.dealer == dealer && order.client_order_id == key
+            });
+        if found.is_some() || self.collisions.is_empty() {
+            return found;
         }
+        self.collisions.get(&(dealer, key.to_owned())).copied()
     }
 
     pub fn insert(&mut self, orders: &Orders, dealer: DealerId, key: &str, id: OrderId) {
@@ -147,6 +162,17 @@ impl ClientOrders {
                 debug_assert!(self.get(orders, dealer, key).is_none(), "keys are unique");
                 self.collisions.insert((dealer, key.to_owned()), id);
             }
+        }
+    }
+
+    /// Forgets the key of order `id` (when the order is pruned).
+    pub fn remove(&mut self, dealer: DealerId, key: &str, id: OrderId) {
+        let hash = Self::hash(dealer, key);
+        let part = &mut self.parts[Self::part(hash)];
+        if part.get(&hash) == Some(&id) {
+            part.remove(&hash);
+        } else {
+            self.collisions.remove(&(dealer, key.to_owned()));
         }
     }
 }
@@ -221,6 +247,7 @@ impl Ledger {
     /// the command. A refused command changes nothing else.
     pub fn apply(&mut self, now_ms: u64, command: &Command, events: &mut Vec<Event>) -> Outcome {
         let expired = self.expire_due(now_ms, events);
+        let pruned = self.prune_due(now_ms);
         let result = match command {
             Command::PutWarehouse(spec) => self.put_warehouse(spec),
             Command::PutSku(spec) => self.put_sku(spec, now_ms, events),
@@ -248,6 +275,7 @@ impl Ledger {
         };
         // A replay and a tick that expired nothing change nothing; expiries always do.
         let changed = expired > 0
+            || pruned > 0
             || matches!(&result, Ok(effect)
                 if !matches!(effect, Effect::OrderReplayed(_) | Effect::Ticked { .. }));
         Outcome { result, changed }
@@ -339,6 +367,7 @@ impl Ledger {
         let dealers = state.dealers.len();
         index.dealer_orders = vec![Vec::new(); dealers];
         index.dealer_open = vec![BTreeSet::new(); dealers];
+        index.dealer_pruned = vec![0; dealers];
         for order in &state.orders {
             let d = order.dealer.index();
             index.client_orders.insert(
@@ -361,6 +390,7 @@ impl Ledger {
         self.index = index;
         self.rank_warehouses();
         self.rebuild_queues();
+        self.rebuild_closed();
     }
 
     /// Recompute every backorder queue from the backordered orders (after restore, or

@@ -14,7 +14,8 @@
 //! - `allocation`: which warehouses serve a line;
 //! - `backorder`: per-SKU queues filled whenever stock becomes available;
 //! - [`order`]: the lifecycle (confirm, approve, reject, ship, cancel) and release;
-//! - `expiry`: holds by deadline; `stock`: receipts, counts, low-stock watch;
+//! - `expiry`: holds by deadline; `retention`: closed orders leave the book after a
+//!   set time; `stock`: receipts, counts, low-stock watch;
 //! - `credit`: payments; [`query`]: read-only views; [`event`]: what happened;
 //! - [`error`]: [`Rejection`], why a command changed nothing; [`limits`]: every bound.
 //!
@@ -41,6 +42,7 @@ pub mod order;
 mod placement;
 mod pricing;
 pub mod query;
+mod retention;
 mod stock;
 
 pub use catalog::{Dealer, Promotion, RegionPrice, Sku, TierPrice, Warehouse};

@@ -24,6 +24,12 @@ pub const HOLD_TTL_S_DEFAULT: u64 = 900;
 pub const HOLD_TTL_S_MIN: u64 = 1;
 pub const HOLD_TTL_S_MAX: u64 = 30 * 24 * 3600;
 
+/// Longest order retention (100 years; 0 means forever).
+pub const ORDER_RETENTION_S_MAX: u64 = 100 * 365 * 24 * 3600;
+/// Most closed orders pruned by one command, so that turning retention on for a big
+/// history spreads the work over the following commands and ticks.
+pub const PRUNE_PER_APPLY_MAX: u32 = 1_024;
+
 /// Largest quantity in any one field (order line, receipt, stock level, quota).
 pub const QTY_MAX: u64 = 1_000_000_000_000;
 /// Largest case size.

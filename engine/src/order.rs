@@ -167,7 +167,9 @@ plain_data! {
 
 /// Orders in id order (`orders[id - 1]`), stored in fixed-size chunks so that the
 /// book never moves millions of orders at once to grow: appending is O(1) without
-/// the latency spike of a large vector's reallocation.
+/// the latency spike of a large vector's reallocation. A pruned order (see
+/// `Settings::order_retention_s`) leaves an empty slot, and a chunk whose orders were
+/// all pruned is freed, so a book with retention stays bounded.
 #[derive(
     Clone,
     Debug,
@@ -181,7 +183,10 @@ plain_data! {
     rkyv::Deserialize,
 )]
 pub struct Orders {
-    chunks: Vec<Vec<Order>>,
+    chunks: Vec<Vec<Option<Order>>>,
+    /// Orders not pruned, per chunk.
+    live: Vec<u32>,
+    /// Slots given out: the last order id.
     len: usize,
 }
 
@@ -189,6 +194,7 @@ pub struct Orders {
 const ORDERS_PER_CHUNK: usize = 1 << 16;
 
 impl Orders {
+    /// How many orders were ever placed (the last id), pruned ones included.
     pub fn len(&self) -> usize {
         self.len
     }
@@ -197,10 +203,12 @@ impl Orders {
         self.len == 0
     }
 
+    /// The order in `slot`, unless there is none or it was pruned.
     pub fn get(&self, slot: usize) -> Option<&Order> {
         self.chunks
             .get(slot / ORDERS_PER_CHUNK)?
-            .get(slot % ORDERS_PER_CHUNK)
+            .get(slot % ORDERS_PER_CHUNK)?
+            .as_ref()
     }
 
     pub fn push(&mut self, order: Order) {
@@ -212,7 +220,12 @@ impl Orders {
             } else {
                 ORDERS_PER_CHUNK
             };
+            if let (Some(previous), Some(0)) = (self.chunks.last_mut(), self.live.last()) {
+                // Its orders were all pruned while it was the last chunk.
+                *previous = Vec::new();
+            }
             self.chunks.push(Vec::with_capacity(capacity));
+            self.live.push(0);
         }
         let multi_chunk = self.chunks.len() > 1;
         let chunk = self.chunks.last_mut().expect("a chunk was just ensured");
@@ -220,23 +233,50 @@ impl Orders {
             // A decoded chunk has only the room it needed; fill it without regrowing.
             chunk.reserve_exact(ORDERS_PER_CHUNK - chunk.len());
         }
-        chunk.push(order);
+        chunk.push(Some(order));
+        *self.live.last_mut().expect("a count per chunk") += 1;
         self.len += 1;
     }
 
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Order> {
-        self.chunks.iter().flatten()
+    /// Takes the order out of `slot`, leaving it empty; frees the chunk once all its
+    /// orders are gone (except the last chunk, which still takes new orders).
+    pub(crate) fn remove(&mut self, slot: usize) -> Option<Order> {
+        let chunk = slot / ORDERS_PER_CHUNK;
+        let order = self
+            .chunks
+            .get_mut(chunk)?
+            .get_mut(slot % ORDERS_PER_CHUNK)?
+            .take()?;
+        self.live[chunk] -= 1;
+        if self.live[chunk] == 0 && chunk + 1 < self.chunks.len() {
+            self.chunks[chunk] = Vec::new();
+        }
+        Some(order)
     }
 
-    /// Whether every chunk but the last is full and `len` is right (a decoded book
-    /// is checked before use).
+    /// The orders not pruned, in id order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Order> {
+        self.chunks.iter().flatten().flatten()
+    }
+
+    /// Whether the chunks, counts and `len` agree (a decoded book is checked before
+    /// use): every chunk but the last is full or freed, the last is not empty.
     pub(crate) fn is_well_formed(&self) -> bool {
-        let full = self.chunks.len().saturating_sub(1);
-        self.chunks[..full]
-            .iter()
-            .all(|c| c.len() == ORDERS_PER_CHUNK)
-            && self.chunks.iter().map(Vec::len).sum::<usize>() == self.len
-            && self.chunks.last().is_none_or(|c| !c.is_empty())
+        let Some((last, earlier)) = self.chunks.split_last() else {
+            return self.len == 0 && self.live.is_empty();
+        };
+        self.live.len() == self.chunks.len()
+            && earlier
+                .iter()
+                .zip(&self.live)
+                .all(|(c, &live)| c.len() == ORDERS_PER_CHUNK || (c.is_empty() && live == 0))
+            && !last.is_empty()
+            && self
+                .chunks
+                .iter()
+                .zip(&self.live)
+                .all(|(c, &live)| c.iter().filter(|o| o.is_some()).count() == live as usize)
+            && earlier.len() * ORDERS_PER_CHUNK + last.len() == self.len
     }
 }
 
@@ -244,22 +284,27 @@ impl std::ops::Index<usize> for Orders {
     type Output = Order;
 
     fn index(&self, slot: usize) -> &Order {
-        &self.chunks[slot / ORDERS_PER_CHUNK][slot % ORDERS_PER_CHUNK]
+        self.chunks[slot / ORDERS_PER_CHUNK][slot % ORDERS_PER_CHUNK]
+            .as_ref()
+            .expect("an indexed slot holds an order")
     }
 }
 
 impl std::ops::IndexMut<usize> for Orders {
     fn index_mut(&mut self, slot: usize) -> &mut Order {
-        &mut self.chunks[slot / ORDERS_PER_CHUNK][slot % ORDERS_PER_CHUNK]
+        self.chunks[slot / ORDERS_PER_CHUNK][slot % ORDERS_PER_CHUNK]
+            .as_mut()
+            .expect("an indexed slot holds an order")
     }
 }
 
 impl<'a> IntoIterator for &'a Orders {
     type Item = &'a Order;
-    type IntoIter = std::iter::Flatten<std::slice::Iter<'a, Vec<Order>>>;
+    type IntoIter =
+        std::iter::Flatten<std::iter::Flatten<std::slice::Iter<'a, Vec<Option<Order>>>>>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.chunks.iter().flatten()
+        self.chunks.iter().flatten().flatten()
     }
 }
 
@@ -334,6 +379,7 @@ impl Ledger {
         );
         if !to.is_open() {
             self.index.dealer_open[dealer.index()].remove(&id);
+            self.note_closed(id, now_ms);
         }
         if matches!(action, OrderAction::Reject | OrderAction::Cancel) {
             self.release(slot, from, now_ms, events);
@@ -468,7 +514,7 @@ impl Ledger {
 
     pub(crate) fn order_slot(&self, id: OrderId) -> Result<usize, Rejection> {
         id.slot()
-            .filter(|&slot| slot < self.state.orders.len())
+            .filter(|&slot| self.state.orders.get(slot).is_some())
             .ok_or(Rejection::UnknownOrder { order: id })
     }
 }
@@ -519,6 +565,42 @@ mod tests {
         assert_eq!(decoded, orders);
         decoded.push(order(count + 1));
         assert_eq!(decoded[count as usize].id, OrderId(count + 1));
+        assert!(decoded.is_well_formed());
+    }
+
+    #[test]
+    fn removing_every_order_of_a_chunk_frees_it_but_never_the_last() {
+        let count = ORDERS_PER_CHUNK + 3;
+        let mut orders = Orders::default();
+        for id in 1..=count as u64 {
+            orders.push(order(id));
+        }
+        for slot in 0..ORDERS_PER_CHUNK {
+            assert_eq!(orders.remove(slot).map(|o| o.id.0), Some(slot as u64 + 1));
+        }
+        assert!(
+            orders.chunks[0].capacity() == 0,
+            "the emptied chunk is freed"
+        );
+        assert!(orders.get(0).is_none() && orders.remove(0).is_none());
+        assert_eq!(orders.len(), count, "ids are never reused");
+        assert!(orders
+            .iter()
+            .map(|o| o.id.0)
+            .eq(ORDERS_PER_CHUNK as u64 + 1..=count as u64));
+        assert!(orders.is_well_formed());
+        for slot in ORDERS_PER_CHUNK..count {
+            orders.remove(slot);
+        }
+        assert!(
+            orders.is_well_formed(),
+            "the last chunk stays, empty of orders"
+        );
+        orders.push(order(count as u64 + 1));
+        assert_eq!(orders[count].id.0, count as u64 + 1);
+        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&orders).expect("encodes");
+        let decoded = rkyv::from_bytes::<Orders, rkyv::rancor::Error>(&bytes).expect("decodes");
+        assert_eq!(decoded, orders);
         assert!(decoded.is_well_formed());
     }
 }

@@ -304,8 +304,8 @@ impl Ledger {
         let end = before.map_or(ids.len(), |b| ids.partition_point(|&i| i < b));
         let mut page = Vec::new();
         let mut next = None;
-        for &order_id in ids[..end].iter().rev() {
-            let order = self.order(order_id).expect("listed orders exist");
+        // Pruned orders may still be listed until the list is compacted: skip them.
+        for order in ids[..end].iter().rev().filter_map(|&id| self.order(id)) {
             if status.is_some_and(|s| s != order.status) {
                 continue;
             }

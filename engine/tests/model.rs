@@ -2727,6 +2727,8 @@ impl Runner {
                     .priority
                     .as_ref()
                     .map(|p| p.iter().map(|&t| TIERS[t].to_owned()).collect()),
+                // The model keeps every order; retention is covered in rules.rs.
+                order_retention_s: None,
             }),
             Op::Receive { sku, w, qty } => Command::Receive {
                 sku: model.pick_sku(*sku),

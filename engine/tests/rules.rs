@@ -1090,3 +1090,103 @@ fn event_sequence_numbers_count_from_one_without_gaps() {
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
     assert_eq!(book.ledger.last_event_seq(), seqs.len() as u64);
 }
+
+#[test]
+fn closed_orders_leave_the_book_after_the_retention_period() {
+    let mut book = Book::new();
+    book.ok(Command::PutSettings(SettingsPatch {
+        order_retention_s: Some(60),
+        ..SettingsPatch::default()
+    }));
+    book.ok(Command::PutPromotion(PromotionSpec {
+        starts_at_ms: 0,
+        ends_at_ms: u64::MAX,
+        ..promotion("P", 60)
+    }));
+    book.receive("S1", "WA", 100);
+    let shipped = book.place("a", &[("S1", 2)]).unwrap();
+    book.act(shipped, OrderAction::Confirm).unwrap();
+    book.act(shipped, OrderAction::Ship).unwrap();
+    let cancelled = book.place("b", &[("S1", 1)]).unwrap();
+    book.act(cancelled, OrderAction::Cancel).unwrap();
+    let open = book.place("c", &[("S1", 3)]).unwrap();
+    let closed_at = book.now_ms;
+    book.now_ms = closed_at + 59_999;
+    assert_eq!(book.ok(Command::Tick), Effect::Ticked { expired: 0 });
+    assert!(
+        book.ledger.order(shipped).is_some(),
+        "kept until the period ends"
+    );
+    book.now_ms = closed_at + 60_000;
+    let mut events = Vec::new();
+    let outcome = book.ledger.apply(book.now_ms, &Command::Tick, &mut events);
+    assert!(
+        outcome.changed,
+        "pruning changes the book and must be logged"
+    );
+    book.ledger.check_invariants().unwrap();
+    assert!(book.ledger.order(shipped).is_none());
+    assert!(book.ledger.order(cancelled).is_none());
+    assert_eq!(
+        book.status(open),
+        OrderStatus::Held,
+        "open orders are never pruned"
+    );
+    assert_eq!(
+        book.act(shipped, OrderAction::Cancel).unwrap_err(),
+        Rejection::UnknownOrder { order: shipped }
+    );
+    let (page, _) = book.ledger.dealer_orders("D1", None, None, 10).unwrap();
+    assert_eq!(page.iter().map(|o| o.id).collect::<Vec<_>>(), [open]);
+    // Units sold at the promotion price stay sold; the stock shipped stays shipped.
+    assert_eq!(book.ledger.state().promotions[0].used, 2 + 3);
+    assert_eq!(book.cell("S1", "WA"), (98, 3));
+    // The key of a pruned order is free again.
+    let again = book.place("b", &[("S1", 1)]).unwrap();
+    assert_eq!(again, OrderId(4));
+    // A snapshot restores to the same book, and replaying the same commands (the
+    // pruning tick included) gives the same digest.
+    let restored = Ledger::restore(&book.ledger.snapshot()).unwrap();
+    assert_eq!(restored.digest(), book.ledger.digest());
+    assert!(restored.order(shipped).is_none());
+}
+
+#[test]
+fn turning_retention_on_prunes_old_history_in_bounded_steps() {
+    let mut book = Book::new();
+    book.receive("S1", "WA", 5_000);
+    for i in 0..1_500 {
+        let id = book.place(&format!("po-{i}"), &[("S1", 1)]).unwrap();
+        book.act(id, OrderAction::Cancel).unwrap();
+    }
+    book.now_ms += 10_000;
+    book.ok(Command::PutSettings(SettingsPatch {
+        order_retention_s: Some(1),
+        ..SettingsPatch::default()
+    }));
+    let live = |book: &Book| book.ledger.state().orders.iter().count();
+    assert_eq!(
+        live(&book),
+        1_500,
+        "a settings change prunes nothing by itself"
+    );
+    book.ok(Command::Tick);
+    assert_eq!(
+        live(&book),
+        1_500 - allot_engine::limits::PRUNE_PER_APPLY_MAX as usize
+    );
+    book.ok(Command::Tick);
+    assert_eq!(live(&book), 0);
+    book.ok(Command::PutSettings(SettingsPatch {
+        order_retention_s: Some(0),
+        ..SettingsPatch::default()
+    }));
+    let id = book.place("kept", &[("S1", 1)]).unwrap();
+    book.act(id, OrderAction::Cancel).unwrap();
+    book.now_ms += 1_000_000;
+    book.ok(Command::Tick);
+    assert!(
+        book.ledger.order(id).is_some(),
+        "retention 0 keeps closed orders"
+    );
+}

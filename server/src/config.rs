@@ -94,6 +94,8 @@ pub struct TenantConfig {
     pub hold_ttl_s: Option<u64>,
     pub max_lines: Option<u32>,
     pub backorder_priority: Option<Vec<String>>,
+    /// Seconds a closed order stays in the book (0: forever).
+    pub order_retention_s: Option<u64>,
 }
 
 /// Everything the server runs with, resolved.
@@ -276,6 +278,7 @@ impl Config {
             hold_ttl_s: configured.and_then(|t| t.hold_ttl_s).or(self.hold_ttl_s),
             max_lines: configured.and_then(|t| t.max_lines),
             backorder_priority: configured.and_then(|t| t.backorder_priority.clone()),
+            order_retention_s: configured.and_then(|t| t.order_retention_s),
         }
     }
 

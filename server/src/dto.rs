@@ -127,6 +127,7 @@ pub struct SettingsBody {
     pub hold_ttl_s: Option<u64>,
     pub max_lines: Option<u32>,
     pub backorder_priority: Option<Vec<String>>,
+    pub order_retention_s: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,6 +237,7 @@ impl SettingsBody {
             hold_ttl_s: self.hold_ttl_s,
             max_lines: self.max_lines,
             backorder_priority: self.backorder_priority,
+            order_retention_s: self.order_retention_s,
         })
     }
 }
@@ -576,6 +578,7 @@ pub fn settings_json(ledger: &Ledger) -> Value {
         "hold_ttl_s": settings.hold_ttl_s,
         "max_lines": settings.max_lines,
         "backorder_priority": tiers,
+        "order_retention_s": settings.order_retention_s,
     })
 }
 

@@ -59,6 +59,8 @@ impl Workload {
             backorder_priority: r
                 .chance(1, 2)
                 .then(|| vec!["gold".to_owned(), "silver".to_owned()]),
+            // The auditor's model keeps every order.
+            order_retention_s: None,
         }));
         for s in 1..=skus {
             for w in 1..=warehouses {
