@@ -6,7 +6,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use allot_benches::{apply_ok, build_book, close_commands, OrderPool, Orders};
-use allot_engine::{Command, Effect, Event, Ledger, OrderId};
+use allot_engine::{Command, Effect, Event, Ledger, OrderId, SettingsPatch};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 /// The allocator the `allot` binary runs the engine with.
@@ -15,24 +15,31 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Each iteration places one 3-line order and runs the lifecycle commands that keep
 /// the mix steady (confirm + ship, or cancel, of the order placed 1,000 before).
-fn steady(c: &mut Criterion, name: &str, hot: bool) {
+fn steady(c: &mut Criterion, name: &str, hot: bool, retention_s: Option<u64>) {
     let mut ledger = build_book(900);
+    if let Some(seconds) = retention_s {
+        let patch = SettingsPatch { order_retention_s: Some(seconds), ..SettingsPatch::default() };
+        apply_ok(&mut ledger, 0, &Command::PutSettings(patch), &mut Vec::new());
+    }
     let mut orders = OrderPool::new(7, hot, 4_096);
     let mut events = Vec::with_capacity(64);
     let mut closes = Vec::with_capacity(2);
+    // One millisecond per order, so that a retention lets closed orders go.
+    let mut now_ms = 1;
     let mut group = c.benchmark_group("engine");
     group.throughput(Throughput::Elements(1));
     group.bench_function(name, |b| {
         b.iter_custom(|iters| {
             let start = Instant::now();
             for _ in 0..iters {
-                let outcome = ledger.apply(1, black_box(orders.next_order()), &mut events);
+                now_ms += 1;
+                let outcome = ledger.apply(now_ms, black_box(orders.next_order()), &mut events);
                 let Ok(Effect::OrderPlaced(id)) = outcome.result else {
                     panic!("placement refused: {outcome:?}");
                 };
                 close_commands(id, &mut closes);
                 for close in closes.drain(..) {
-                    apply_ok(&mut ledger, 1, &close, &mut events);
+                    apply_ok(&mut ledger, now_ms, &close, &mut events);
                 }
                 events.clear();
             }
@@ -42,12 +49,21 @@ fn steady(c: &mut Criterion, name: &str, hot: bool) {
     group.finish();
 }
 
+/// Every order is kept as history: the book grows without bound, and each order
+/// also pays for fresh memory.
 fn place_3_lines(c: &mut Criterion) {
-    steady(c, "place_3_lines", false);
+    steady(c, "place_3_lines", false, None);
 }
 
 fn place_3_lines_hot(c: &mut Criterion) {
-    steady(c, "place_3_lines_hot", true);
+    steady(c, "place_3_lines_hot", true, None);
+}
+
+/// The same mix with a one-second order retention: closed orders leave the book, so
+/// the book stays bounded and memory is reused (the steady state of a long-running
+/// server that sets a retention).
+fn place_3_lines_retained(c: &mut Criterion) {
+    steady(c, "place_3_lines_retained", false, Some(1));
 }
 
 /// Each iteration is one `Tick` that expires `EXPIRED_PER_TICK` holds out of
@@ -104,6 +120,6 @@ fn tick_expire(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(5));
-    targets = place_3_lines, place_3_lines_hot, tick_expire
+    targets = place_3_lines, place_3_lines_hot, place_3_lines_retained, tick_expire
 }
 criterion_main!(benches);
