@@ -18,8 +18,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn steady(c: &mut Criterion, name: &str, hot: bool, retention_s: Option<u64>) {
     let mut ledger = build_book(900);
     if let Some(seconds) = retention_s {
-        let patch = SettingsPatch { order_retention_s: Some(seconds), ..SettingsPatch::default() };
-        apply_ok(&mut ledger, 0, &Command::PutSettings(patch), &mut Vec::new());
+        let patch = SettingsPatch {
+            order_retention_s: Some(seconds),
+            ..SettingsPatch::default()
+        };
+        apply_ok(
+            &mut ledger,
+            0,
+            &Command::PutSettings(patch),
+            &mut Vec::new(),
+        );
     }
     let mut orders = OrderPool::new(7, hot, 4_096);
     let mut events = Vec::with_capacity(64);
