@@ -85,9 +85,11 @@ fn simulation_seeds() {
         total.recovered_unacked += stats.recovered_unacked;
         total.torn_bytes += stats.torn_bytes;
         total.orders += stats.orders;
+        total.pruned += stats.pruned;
     }
     println!(
-        "simulation: {} seeds x {steps} steps in {:.1?}: {} commands ({} refused), {} orders, \
+        "simulation: {} seeds x {steps} steps in {:.1?}: {} commands ({} refused), {} orders \
+         ({} pruned), \
          {} records acked, {} crashes, {} restarts, {} failed batches, {} snapshots, \
          {} unacked records recovered, {} torn bytes dropped",
         seeds.len(),
@@ -95,6 +97,7 @@ fn simulation_seeds() {
         total.commands,
         total.rejected,
         total.orders,
+        total.pruned,
         total.acked_records,
         total.crashes,
         total.restarts,

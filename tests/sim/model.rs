@@ -6,7 +6,7 @@
 //! slip in the engine cannot be mirrored here.
 
 use std::cmp::Reverse;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use allot_engine::ids::{is_valid_client_order_id, is_valid_code};
 use allot_engine::limits::{
@@ -85,6 +85,11 @@ pub struct Model {
     hold_ttl_s: u64,
     max_lines: u32,
     priority: Vec<String>,
+    /// Seconds a closed order stays; 0 keeps it forever.
+    retention_s: u64,
+    /// Ids of orders that left the book. The model keeps them (closed orders count
+    /// for nothing but promotion units already sold) and hides them from every query.
+    pruned: BTreeSet<u64>,
 }
 
 impl Default for Model {
@@ -98,6 +103,8 @@ impl Default for Model {
             hold_ttl_s: 900,
             max_lines: ORDER_LINES_MAX_DEFAULT,
             priority: Vec::new(),
+            retention_s: 0,
+            pruned: BTreeSet::new(),
         }
     }
 }
@@ -122,6 +129,16 @@ impl Model {
 
     pub fn orders(&self) -> &[OrderView] {
         &self.orders
+    }
+
+    /// How many orders have left the book.
+    pub fn pruned_count(&self) -> u64 {
+        self.pruned.len() as u64
+    }
+
+    /// Whether order `id` has left the book.
+    pub fn is_pruned(&self, id: u64) -> bool {
+        self.pruned.contains(&id)
     }
 
     pub fn sku_codes(&self) -> Vec<String> {
@@ -309,6 +326,7 @@ impl Model {
     /// engine must agree on both).
     pub fn apply(&mut self, now_ms: u64, command: &Command) -> (Result<Effect, Rejection>, bool) {
         let expired = self.expire(now_ms);
+        let pruned = self.prune(now_ms);
         let result = match command {
             Command::PutWarehouse(spec) => {
                 if is_valid_code(&spec.code) && is_valid_code(&spec.region) {
@@ -341,8 +359,30 @@ impl Model {
         // Logged: whatever expired holds or changed the book; not a replay, not a
         // tick that found nothing to expire.
         let changed = expired > 0
+            || pruned > 0
             || matches!(&result, Ok(e) if !matches!(e, Effect::OrderReplayed(_) | Effect::Ticked { .. }));
         (result, changed)
+    }
+
+    /// Closed orders whose retention ran out leave the book: oldest close first (ties
+    /// by id), at most `PRUNE_PER_APPLY_MAX` per command.
+    fn prune(&mut self, now_ms: u64) -> u32 {
+        if self.retention_s == 0 {
+            return 0;
+        }
+        let mut due: Vec<(u64, u64)> = self
+            .orders
+            .iter()
+            .filter(|o| !o.status.is_open() && !self.pruned.contains(&o.id))
+            .map(|o| (o.updated_at_ms, o.id))
+            .filter(|&(closed, _)| closed.saturating_add(self.retention_s * 1000) <= now_ms)
+            .collect();
+        due.sort_unstable();
+        due.truncate(allot_engine::limits::PRUNE_PER_APPLY_MAX as usize);
+        for &(_, id) in &due {
+            self.pruned.insert(id);
+        }
+        due.len() as u32
     }
 
     fn expire(&mut self, now_ms: u64) -> u32 {
@@ -528,8 +568,17 @@ impl Model {
                 return Err(invalid("backorder_priority"));
             }
         }
+        if patch
+            .order_retention_s
+            .is_some_and(|r| r > allot_engine::limits::ORDER_RETENTION_S_MAX)
+        {
+            return Err(invalid("order_retention_s"));
+        }
         if let Some(t) = patch.hold_ttl_s {
             self.hold_ttl_s = t;
+        }
+        if let Some(r) = patch.order_retention_s {
+            self.retention_s = r;
         }
         if let Some(m) = patch.max_lines {
             self.max_lines = m;
@@ -607,7 +656,7 @@ impl Model {
     }
 
     fn act(&mut self, now_ms: u64, id: OrderId, action: OrderAction) -> Result<Effect, Rejection> {
-        if id.0 == 0 || id.0 > self.order_count() {
+        if id.0 == 0 || id.0 > self.order_count() || self.pruned.contains(&id.0) {
             return Err(Rejection::UnknownOrder { order: id });
         }
         let i = (id.0 - 1) as usize;
@@ -679,11 +728,11 @@ impl Model {
                 dealer: request.dealer.clone(),
             });
         };
-        if let Some(order) = self
-            .orders
-            .iter()
-            .find(|o| o.dealer == request.dealer && o.client_order_id == request.client_order_id)
-        {
+        if let Some(order) = self.orders.iter().find(|o| {
+            o.dealer == request.dealer
+                && o.client_order_id == request.client_order_id
+                && !self.pruned.contains(&o.id)
+        }) {
             let id = OrderId(order.id);
             return if Self::same_body(order, request) {
                 Ok(Effect::OrderReplayed(id))
@@ -987,7 +1036,7 @@ impl Model {
             .orders
             .iter()
             .rev()
-            .filter(|o| o.dealer == dealer)
+            .filter(|o| o.dealer == dealer && !self.pruned.contains(&o.id))
             .filter(|o| before.is_none_or(|b| o.id < b))
             .filter(|o| status.is_none_or(|s| s == o.status))
             .map(|o| o.id)

@@ -49,6 +49,8 @@ pub struct Stats {
     pub recovered_unacked: u64,
     pub torn_bytes: u64,
     pub orders: u64,
+    /// Closed orders that left the book (retention).
+    pub pruned: u64,
     pub final_digest: [u8; 32],
 }
 
@@ -292,6 +294,7 @@ impl Run {
         }
         self.stats.steps = self.config.steps;
         self.stats.orders = self.model.order_count();
+        self.stats.pruned = self.model.pruned_count();
         self.stats.final_digest = self.shard.ledger.digest();
         Ok(())
     }

@@ -59,8 +59,9 @@ impl Workload {
             backorder_priority: r
                 .chance(1, 2)
                 .then(|| vec!["gold".to_owned(), "silver".to_owned()]),
-            // The auditor's model keeps every order.
-            order_retention_s: None,
+            // Sometimes closed orders leave the book a few (simulated) seconds after
+            // they close, so pruning meets crashes, snapshots and replays too.
+            order_retention_s: r.chance(1, 3).then(|| *r.pick(&[5, 60, 600])),
         }));
         for s in 1..=skus {
             for w in 1..=warehouses {
