@@ -450,10 +450,10 @@ impl Ledger {
         now_ms: u64,
         events: &mut Vec<Event>,
     ) {
-        let order = &self.state.orders[slot];
-        let id = order.id;
-        let dealer = order.dealer;
-        for allocation in &order.allocations {
+        let (id, dealer) = (self.state.orders[slot].id, self.state.orders[slot].dealer);
+        for a in 0..self.state.orders[slot].allocations.len() {
+            let order = &self.state.orders[slot];
+            let allocation = order.allocations[a].clone();
             let sku_id = order.lines[allocation.line as usize].sku;
             let sku = &mut self.state.skus[sku_id.index()];
             let cell = sku
@@ -467,13 +467,9 @@ impl Ledger {
                 warehouse: allocation.warehouse,
                 qty: allocation.qty,
             };
-            self.state.next_event_seq += 1;
-            events.push(Event {
-                seq: self.state.next_event_seq,
-                at_ms: now_ms,
-                kind,
-            });
+            self.emit(now_ms, kind, events);
         }
+        let order = &self.state.orders[slot];
         for line in &order.lines {
             if from == OrderStatus::Backordered && line.backordered > 0 {
                 let rank = self.tier_rank(dealer);
