@@ -596,6 +596,29 @@ fn refuses_to_run_open_on_a_non_loopback_address() {
     assert!(log.contains("refusing to start"), "{log}");
 }
 
+/// `THP_enabled` of a process, from `/proc/PID/status`.
+#[cfg(target_os = "linux")]
+fn thp_enabled(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .expect("the kernel reports THP_enabled")
+        .trim()
+        .to_owned()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn transparent_huge_pages_are_off_unless_allowed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("data"), &[]);
+    assert_eq!(thp_enabled(server.pid()), "0", "off by default");
+    drop(server);
+    let allowed = Server::start(&dir.path().join("data2"), &["--huge-pages", "true"]);
+    assert_eq!(thp_enabled(allowed.pid()), "1", "on when allowed");
+}
+
 #[test]
 fn no_oversell_under_concurrent_orders() {
     let dir = tempfile::tempdir().expect("tempdir");

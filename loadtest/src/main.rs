@@ -157,6 +157,9 @@ fn main() -> ExitCode {
         return allot_server::cli::run(std::iter::once("allot".into()).chain(args));
     }
     let cli = Cli::parse();
+    // Latencies are measured on this process's threads: a huge-page fault stalling
+    // one of them for milliseconds would be charged to the server.
+    allot_server::cli::allow_huge_pages(false);
     let result = match cli.command {
         Cmd::Run(run_args) => run_command(&run_args),
     };

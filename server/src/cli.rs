@@ -87,12 +87,28 @@ fn init_tracing() {
 
 fn serve(args: &ServeArgs) -> Result<(), String> {
     let config = Config::resolve(args).map_err(|e| e.to_string())?;
+    allow_huge_pages(config.huge_pages);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.http_threads)
         .enable_all()
         .build()
         .map_err(|e| format!("tokio runtime: {e}"))?;
     runtime.block_on(crate::server::serve(config, shutdown_signal()))
+}
+
+/// Allows or forbids transparent huge pages for this process (and the processes it
+/// starts); call it before memory grows. With them, the first write to each fresh
+/// 2 MiB page makes the kernel zero (and, in a VM, the host back) the whole page
+/// inside one page fault: a sequencer that touches it stalls for milliseconds, and
+/// every reply in its batch waits (docs/PERFORMANCE.md). Small pages spread the same
+/// work evenly. A no-op off Linux.
+pub fn allow_huge_pages(allowed: bool) {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(!allowed) {
+        tracing::warn!(error = %e, allowed, "could not set the transparent huge pages flag");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = allowed;
 }
 
 /// SIGTERM or ctrl-c.

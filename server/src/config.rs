@@ -57,6 +57,10 @@ pub struct ServeArgs {
     /// Threads serving HTTP (default: half the cores, at least one).
     #[arg(long, env = "ALLOT_HTTP_THREADS")]
     pub http_threads: Option<usize>,
+    /// Let the kernel back this process with transparent huge pages (default: false;
+    /// see "Memory" in docs/OPERATIONS.md).
+    #[arg(long, env = "ALLOT_HUGE_PAGES")]
+    pub huge_pages: Option<bool>,
 }
 
 /// The TOML file. Unknown keys are refused so that a typo is not silently ignored.
@@ -79,6 +83,7 @@ pub struct FileConfig {
     pub stock_view_refresh_ms: Option<u64>,
     pub request_timeout_s: Option<u64>,
     pub http_threads: Option<usize>,
+    pub huge_pages: Option<bool>,
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantConfig>,
 }
@@ -124,6 +129,10 @@ pub struct Config {
     pub port_file: Option<PathBuf>,
     /// Threads serving HTTP.
     pub http_threads: usize,
+    /// Whether the process may use transparent huge pages. Off by default: the first
+    /// touch of a huge page zeroes 2 MiB at once, which stalls the sequencer that
+    /// touched it for milliseconds.
+    pub huge_pages: bool,
 }
 
 impl Default for Config {
@@ -151,6 +160,7 @@ impl Default for Config {
             http_threads: (std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
                 / 2)
             .max(1),
+            huge_pages: false,
         }
     }
 }
@@ -207,6 +217,10 @@ impl Config {
             .or(file.http_threads)
             .unwrap_or(config.http_threads)
             .max(1);
+        config.huge_pages = args
+            .huge_pages
+            .or(file.huge_pages)
+            .unwrap_or(config.huge_pages);
         if let Some(s) = args.snapshot_interval_s.or(file.snapshot_interval_s) {
             config.snapshot_interval = secs(s.max(1));
         }
@@ -306,7 +320,7 @@ mod tests {
         let path = dir.path().join("allot.toml");
         std::fs::write(
             &path,
-            "listen = \"127.0.0.1:1\"\nshards = 3\nqueue_max = 9\n[tenants.acme]\nadmin_keys = [\"k\"]\nhold_ttl_s = 5\n",
+            "listen = \"127.0.0.1:1\"\nshards = 3\nqueue_max = 9\nhuge_pages = true\n[tenants.acme]\nadmin_keys = [\"k\"]\nhold_ttl_s = 5\n",
         )
         .expect("write");
         let args = ServeArgs {
@@ -318,6 +332,8 @@ mod tests {
         assert_eq!(config.listen, "127.0.0.1:1");
         assert_eq!(config.shards, 2);
         assert_eq!(config.queue_max, 9);
+        assert!(config.huge_pages);
+        assert!(!Config::default().huge_pages);
         assert!(config.has_keys());
         assert_eq!(config.initial_settings("acme").hold_ttl_s, Some(5));
     }
