@@ -65,8 +65,18 @@ fn order_lifecycle_and_every_view() {
         assert!(placed.get(key).is_some(), "order lacks {key}");
     }
     let id = placed["id"].as_u64().expect("id");
-    let (s, replay) = send(a, "POST", "/v1/orders", &order("po-1", "D1", &[("S1", 4)]));
-    assert_eq!((s, replay["id"].as_u64()), (200, Some(id)));
+    let replay = request(
+        a,
+        "POST",
+        "/v1/orders",
+        &[],
+        order("po-1", "D1", &[("S1", 4)]).to_string().as_bytes(),
+    );
+    assert_eq!(replay.header("content-type"), Some("application/json"));
+    assert_eq!(
+        (replay.status, replay.json()["id"].as_u64()),
+        (200, Some(id))
+    );
     let (s, e) = send(a, "POST", "/v1/orders", &order("po-1", "D1", &[("S1", 5)]));
     assert_eq!(
         (s, e["error"]["code"].as_str()),

@@ -299,6 +299,23 @@ fn backticked(message: &str) -> Option<String> {
 /// A JSON text rendered once (on the shard, from borrowed data) and sent as is.
 pub type RawJson = Box<RawValue>;
 
+/// A JSON text answered as it is (`content-type: application/json`).
+#[derive(Debug)]
+pub struct JsonText(pub String);
+
+impl From<RawJson> for JsonText {
+    fn from(raw: RawJson) -> Self {
+        Self(Box::<str>::from(raw).into_string())
+    }
+}
+
+impl axum::response::IntoResponse for JsonText {
+    fn into_response(self) -> axum::response::Response {
+        let json = axum::http::HeaderValue::from_static("application/json");
+        ([(axum::http::header::CONTENT_TYPE, json)], self.0).into_response()
+    }
+}
+
 /// Renders a value as JSON text.
 pub fn raw<T: Serialize + ?Sized>(value: &T) -> RawJson {
     // Only maps with non-string keys or failing custom `Serialize` impls can fail to
@@ -306,75 +323,115 @@ pub fn raw<T: Serialize + ?Sized>(value: &T) -> RawJson {
     serde_json::value::to_raw_value(value).expect("wire structs always render")
 }
 
-#[derive(Serialize)]
-struct OrderWire<'a> {
-    id: u64,
-    client_order_id: &'a str,
-    dealer: &'a str,
-    status: &'static str,
-    lines: Vec<LineWire<'a>>,
-    total: i64,
-    rebate_used: i64,
-    backorder: bool,
-    hold_expires_at: Option<Rfc3339>,
-    created_at: Rfc3339,
-    updated_at: Rfc3339,
+/// An order on the wire, as JSON text written straight from the ledger's borrowed
+/// data: the reply to every placement and status change, so it is rendered by hand
+/// (no intermediate structs, no allocation but the text itself).
+pub fn order_text(ledger: &Ledger, order: &Order) -> String {
+    let mut out = String::with_capacity(320 + 200 * order.lines.len());
+    out.push_str("{\"id\":");
+    push_int(&mut out, order.id.0);
+    out.push_str(",\"client_order_id\":");
+    push_json_str(&mut out, &order.client_order_id);
+    out.push_str(",\"dealer\":");
+    push_json_str(&mut out, ledger.dealer_code(order.dealer));
+    out.push_str(",\"status\":\"");
+    out.push_str(order.status.name());
+    out.push_str("\",\"lines\":[");
+    for (i, line) in order.lines.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"sku\":");
+        push_json_str(&mut out, ledger.sku_code(line.sku));
+        out.push_str(",\"qty\":");
+        push_int(&mut out, line.qty);
+        out.push_str(",\"requested_qty\":");
+        push_int(&mut out, line.requested_qty);
+        out.push_str(match line.unit {
+            Unit::Unit => ",\"unit\":\"unit\",\"unit_price\":",
+            Unit::Case => ",\"unit\":\"case\",\"unit_price\":",
+        });
+        push_int(&mut out, line.unit_price);
+        out.push_str(",\"allocations\":[");
+        let allocations = order.allocations.iter().filter(|a| a.line as usize == i);
+        for (j, allocation) in allocations.enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"warehouse\":");
+            push_json_str(&mut out, ledger.warehouse_code(allocation.warehouse));
+            out.push_str(",\"qty\":");
+            push_int(&mut out, allocation.qty);
+            out.push('}');
+        }
+        out.push_str("],\"backordered\":");
+        push_int(&mut out, line.backordered);
+        out.push('}');
+    }
+    out.push_str("],\"total\":");
+    push_int(&mut out, order.total);
+    out.push_str(",\"rebate_used\":");
+    push_int(&mut out, order.rebate_used);
+    out.push_str(if order.backorder {
+        ",\"backorder\":true,\"hold_expires_at\":"
+    } else {
+        ",\"backorder\":false,\"hold_expires_at\":"
+    });
+    match order.hold_expires_at_ms {
+        Some(ms) => push_json_time(&mut out, ms),
+        None => out.push_str("null"),
+    }
+    out.push_str(",\"created_at\":");
+    push_json_time(&mut out, order.created_at_ms);
+    out.push_str(",\"updated_at\":");
+    push_json_time(&mut out, order.updated_at_ms);
+    out.push('}');
+    out
 }
 
-#[derive(Serialize)]
-struct LineWire<'a> {
-    sku: &'a str,
-    qty: u64,
-    requested_qty: u64,
-    unit: Unit,
-    unit_price: i64,
-    allocations: Vec<AllocationWire<'a>>,
-    backordered: u64,
-}
-
-#[derive(Serialize)]
-struct AllocationWire<'a> {
-    warehouse: &'a str,
-    qty: u64,
-}
-
-/// An order on the wire, rendered straight from the ledger's borrowed data.
+/// An order as a JSON value to embed in a larger answer (lists).
 pub fn order_json(ledger: &Ledger, order: &Order) -> RawJson {
-    let lines = order
-        .lines
-        .iter()
-        .enumerate()
-        .map(|(i, line)| LineWire {
-            sku: ledger.sku_code(line.sku),
-            qty: line.qty,
-            requested_qty: line.requested_qty,
-            unit: line.unit,
-            unit_price: line.unit_price,
-            allocations: order
-                .allocations
-                .iter()
-                .filter(|a| a.line as usize == i)
-                .map(|a| AllocationWire {
-                    warehouse: ledger.warehouse_code(a.warehouse),
-                    qty: a.qty,
-                })
-                .collect(),
-            backordered: line.backordered,
-        })
-        .collect();
-    raw(&OrderWire {
-        id: order.id.0,
-        client_order_id: &order.client_order_id,
-        dealer: ledger.dealer_code(order.dealer),
-        status: order.status.name(),
-        lines,
-        total: order.total,
-        rebate_used: order.rebate_used,
-        backorder: order.backorder,
-        hold_expires_at: order.hold_expires_at_ms.map(Rfc3339),
-        created_at: Rfc3339(order.created_at_ms),
-        updated_at: Rfc3339(order.updated_at_ms),
-    })
+    RawValue::from_string(order_text(ledger, order))
+        .expect("order_text writes valid JSON (tested below)")
+}
+
+/// Appends `text` as a JSON string: quotes, backslashes and control characters
+/// escaped, everything else (UTF-8 included) as is.
+fn push_json_str(out: &mut String, text: &str) {
+    out.push('"');
+    let mut plain = 0;
+    for (at, byte) in text.bytes().enumerate() {
+        if byte >= 0x20 && byte != b'"' && byte != b'\\' {
+            continue;
+        }
+        out.push_str(&text[plain..at]);
+        match byte {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            control => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.push_str("\\u00");
+                out.push(char::from(HEX[usize::from(control >> 4)]));
+                out.push(char::from(HEX[usize::from(control & 0xf)]));
+            }
+        }
+        plain = at + 1;
+    }
+    out.push_str(&text[plain..]);
+    out.push('"');
+}
+
+fn push_int(out: &mut String, n: impl itoa::Integer) {
+    out.push_str(itoa::Buffer::new().format(n));
+}
+
+fn push_json_time(out: &mut String, ms: u64) {
+    out.push('"');
+    rfc3339::push(out, ms);
+    out.push('"');
 }
 
 /// A stock row of one warehouse.
@@ -602,6 +659,97 @@ mod tests {
         assert_eq!(e.details["field"], "bogus");
         let e = parse_json::<OrderBody>(br#"{"dealer":"d","lines":[]}"#).expect_err("missing");
         assert_eq!(e.details["field"], "client_order_id");
+    }
+
+    /// A book with one placed order whose first line is split: the dealer's region
+    /// (W1) first, then the other warehouse.
+    fn book_with_an_order(client_order_id: &str) -> (Ledger, allot_engine::OrderId) {
+        let mut ledger = Ledger::default();
+        let mut events = Vec::new();
+        let mut run = |ledger: &mut Ledger, command: Command| {
+            let outcome = ledger.apply(1_700_000_000_123, &command, &mut events);
+            outcome.result.expect("set-up command applies")
+        };
+        for (code, region) in [("W1", "north"), ("W2", "south")] {
+            let spec = WarehouseSpec {
+                code: code.into(),
+                region: region.into(),
+            };
+            run(&mut ledger, Command::PutWarehouse(spec));
+        }
+        let mut case_sku = SkuSpec::new("CASE-6", 250);
+        case_sku.case_size = 6;
+        run(&mut ledger, Command::PutSku(SkuSpec::new("S-1", 1_000)));
+        run(&mut ledger, Command::PutSku(case_sku));
+        for (sku, warehouse, qty) in [("S-1", "W1", 3), ("S-1", "W2", 10), ("CASE-6", "W1", 60)] {
+            let receive = Command::Receive {
+                sku: sku.into(),
+                warehouse: warehouse.into(),
+                qty,
+            };
+            run(&mut ledger, receive);
+        }
+        let dealer = DealerSpec::new("D-7", "gold", "north", 1_000_000);
+        run(&mut ledger, Command::PutDealer(dealer));
+        let mut request = PlaceOrder::new(client_order_id, "D-7", &[("S-1", 11)]);
+        request.lines.push(LineRequest {
+            sku: "CASE-6".into(),
+            qty: 2,
+            unit: Unit::Case,
+        });
+        let allot_engine::Effect::OrderPlaced(id) = run(&mut ledger, Command::PlaceOrder(request))
+        else {
+            panic!("the order is placed");
+        };
+        (ledger, id)
+    }
+
+    #[test]
+    fn order_text_is_the_documented_order_json_with_strings_escaped() {
+        let key = r#"po "7" \ {x}/y"#;
+        let (ledger, id) = book_with_an_order(key);
+        let order = ledger.order(id).expect("placed");
+        let text = order_text(&ledger, order);
+        let parsed: Value = serde_json::from_str(&text).expect("valid JSON");
+        let expected = json!({
+            "id": 1,
+            "client_order_id": key,
+            "dealer": "D-7",
+            "status": "held",
+            "lines": [
+                {"sku": "S-1", "qty": 11, "requested_qty": 11, "unit": "unit",
+                 "unit_price": 1000, "backordered": 0,
+                 "allocations": [{"warehouse": "W1", "qty": 3}, {"warehouse": "W2", "qty": 8}]},
+                {"sku": "CASE-6", "qty": 12, "requested_qty": 2, "unit": "case",
+                 "unit_price": 250, "backordered": 0,
+                 "allocations": [{"warehouse": "W1", "qty": 12}]},
+            ],
+            "total": 14_000,
+            "rebate_used": 0,
+            "backorder": false,
+            "hold_expires_at": "2023-11-14T22:28:20.123Z",
+            "created_at": "2023-11-14T22:13:20.123Z",
+            "updated_at": "2023-11-14T22:13:20.123Z",
+        });
+        assert_eq!(parsed, expected, "{text}");
+        let embedded = order_json(&ledger, order);
+        assert_eq!(embedded.get(), text);
+    }
+
+    #[test]
+    fn json_strings_escape_quotes_backslashes_and_control_characters() {
+        for text in [
+            "",
+            "plain",
+            "q\"b\\",
+            "tab\t nl\n cr\r bell\u{7} del\u{7f}",
+            "é ✓ 🙂\u{1f}",
+        ] {
+            let mut out = String::new();
+            push_json_str(&mut out, text);
+            let back: String = serde_json::from_str(&out).expect("valid JSON string");
+            assert_eq!(back, text, "{out}");
+        }
     }
 
     #[test]

@@ -11,6 +11,15 @@ pub fn format(ms: u64) -> String {
     }
 }
 
+/// Appends `ms` since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ` to `out`.
+pub fn push(out: &mut String, ms: u64) {
+    let mut buffer = [0; TEXT_LEN];
+    match encode(ms, &mut buffer) {
+        Some(text) => out.push_str(text),
+        None => out.push_str(&format_wide(ms)),
+    }
+}
+
 /// Length of `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 const TEXT_LEN: usize = 24;
 

@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::shard::Shards;
 
 /// A handler's answer rendered once to JSON text (orders and events: the hot paths).
-pub(crate) type RawAnswer = Result<(StatusCode, axum::Json<crate::dto::RawJson>), ApiError>;
+pub(crate) type RawAnswer = Result<(StatusCode, crate::dto::JsonText), ApiError>;
 
 /// Longest time a client may take to send its body.
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::{order_id, AppState, Json, Query, RawAnswer};
 use crate::auth::Caller;
-use crate::dto::{self, OrderBody, RawJson};
+use crate::dto::{self, JsonText, OrderBody, RawJson};
 use crate::error::ApiError;
 use crate::events::Read;
 use crate::shard::Work;
@@ -62,7 +62,7 @@ async fn place_order(
                 .ledger
                 .order(id)
                 .ok_or_else(|| ApiError::internal("placed order is missing"))?;
-            Ok((status, AxumJson(dto::order_json(ctx.ledger, order))))
+            Ok((status, JsonText(dto::order_text(ctx.ledger, order))))
         })
         .await
 }
@@ -79,7 +79,7 @@ async fn get_order(
             let order = ctx.ledger.order(id).ok_or_else(|| {
                 ApiError::rejection(&allot_engine::Rejection::UnknownOrder { order: id }, true)
             })?;
-            Ok((StatusCode::OK, AxumJson(dto::order_json(ctx.ledger, order))))
+            Ok((StatusCode::OK, JsonText(dto::order_text(ctx.ledger, order))))
         })
         .await
 }
@@ -105,7 +105,7 @@ pub(super) async fn act(
                     .ledger
                     .order(order)
                     .ok_or_else(|| ApiError::internal("acted order is missing"))?;
-                Ok((StatusCode::OK, AxumJson(dto::order_json(ctx.ledger, order))))
+                Ok((StatusCode::OK, JsonText(dto::order_text(ctx.ledger, order))))
             },
         )
         .await
@@ -167,7 +167,7 @@ async fn list_orders(
                 orders,
                 next_cursor: next.map(|id| id.0),
             };
-            Ok((StatusCode::OK, AxumJson(dto::raw(&page))))
+            Ok((StatusCode::OK, dto::raw(&page).into()))
         })
         .await
 }
@@ -272,7 +272,7 @@ async fn get_events(
                 let events = found.into_iter().map(|(_, event)| event).collect();
                 return Ok((
                     StatusCode::OK,
-                    AxumJson(dto::raw(&EventsPage { events, last_seq })),
+                    dto::raw(&EventsPage { events, last_seq }).into(),
                 ));
             }
             Read::Events(_) => {
