@@ -247,25 +247,22 @@ impl SettingsBody {
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let text =
         std::str::from_utf8(bytes).map_err(|_| ApiError::malformed("the body is not UTF-8"))?;
-    // One pass straight into `T`. Only when that fails is the body checked as plain
-    // JSON, to tell "not JSON" (400) from "JSON of the wrong shape" (422).
+    // One plain pass straight into `T` (trailing characters refused). Only when that
+    // fails is the body read again: as plain JSON, to tell "not JSON" (400) from
+    // "JSON of the wrong shape" (422), and with path tracking, to name the field.
+    if let Ok(value) = serde_json::from_str(text) {
+        return Ok(value);
+    }
+    if let Err(syntax) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
+        return Err(ApiError::malformed(format!(
+            "the body is not JSON: {syntax}"
+        )));
+    }
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    match serde_path_to_error::deserialize(&mut deserializer) {
-        Ok(value) => {
-            // Trailing characters after the value make the body not JSON.
-            deserializer
-                .end()
-                .map_err(|e| ApiError::malformed(format!("the body is not JSON: {e}")))?;
-            Ok(value)
-        }
-        Err(error) => {
-            if let Err(syntax) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
-                return Err(ApiError::malformed(format!(
-                    "the body is not JSON: {syntax}"
-                )));
-            }
-            Err(shape_error(&error))
-        }
+    match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
+        Err(error) => Err(shape_error(&error)),
+        // Unreachable: the same text just failed to parse as `T`.
+        Ok(_) => Err(ApiError::malformed("the body does not parse")),
     }
 }
 
