@@ -394,6 +394,8 @@ impl Sequencer {
         let storage = FileStorage::new(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let wal_config = WalConfig {
             durability: self.config.durability,
+            commit_delay: self.config.commit_delay,
+            commit_delay_records: self.config.commit_delay_records,
             ..WalConfig::default()
         };
         let fail = |e: allot_wal::WalError| format!("{}: {e}", dir.display());

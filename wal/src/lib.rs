@@ -82,6 +82,14 @@ pub struct WalConfig {
     pub batch_bytes_max: usize,
     /// Snapshots kept on disk (at least 1).
     pub snapshots_keep: usize,
+    /// Group-commit gathering (`Fsync` mode only): when the previous batch held at
+    /// least `commit_delay_records` records but fewer are queued now, the writer waits
+    /// up to this long for that many before it writes and syncs. Under load this
+    /// trades a few microseconds of latency for fewer fdatasyncs; under light load
+    /// (small batches) it never waits. Zero turns it off.
+    pub commit_delay: std::time::Duration,
+    /// See `commit_delay`.
+    pub commit_delay_records: usize,
 }
 
 impl Default for WalConfig {
@@ -92,6 +100,8 @@ impl Default for WalConfig {
             queue_records_max: 65_536,
             batch_bytes_max: 4 << 20,
             snapshots_keep: 3,
+            commit_delay: std::time::Duration::ZERO,
+            commit_delay_records: 16,
         }
     }
 }

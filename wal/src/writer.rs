@@ -14,7 +14,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::error::WalError;
 use crate::record::{
@@ -181,6 +181,9 @@ struct State {
     poisoned: Option<String>,
     closing: bool,
     writer_idle: bool,
+    /// The writer waits for `commit_delay_records` queued records (see
+    /// `WalConfig::commit_delay`).
+    writer_gathering: bool,
 }
 
 /// Recent chain hashes by sequence number, so a snapshot can find the hash of the
@@ -267,6 +270,7 @@ pub(crate) fn start(
             poisoned: None,
             closing: false,
             writer_idle: false,
+            writer_gathering: false,
         }),
         work: Condvar::new(),
         space: Condvar::new(),
@@ -286,6 +290,7 @@ pub(crate) fn start(
         buf: Vec::new(),
         hashes: Vec::new(),
         last_sync: Instant::now(),
+        last_batch_records: 0,
         unsynced: false,
     };
     let handle = std::thread::Builder::new()
@@ -416,6 +421,11 @@ impl Wal {
         });
         if state.writer_idle {
             state.writer_idle = false;
+            shared.work.notify_one();
+        } else if state.writer_gathering
+            && (force_sync || state.queued_records >= shared.config.commit_delay_records)
+        {
+            state.writer_gathering = false;
             shared.work.notify_one();
         }
         Ok(first_seq..first_seq + count as u64)
@@ -589,6 +599,8 @@ struct Writer {
     last_sync: Instant,
     /// Bytes appended since the last sync (`Async` mode).
     unsynced: bool,
+    /// Records of the previous batch (see `WalConfig::commit_delay`).
+    last_batch_records: usize,
 }
 
 enum Work {
@@ -647,11 +659,36 @@ impl Writer {
             }
             state.writer_idle = false;
         }
+        self.gather(&mut state);
+        self.last_batch_records = state.queued_records;
         std::mem::swap(&mut state.queue, &mut spare);
         state.queued_records = 0;
         drop(state);
         self.shared.space.notify_all();
         Work::Batch(spare)
+    }
+
+    /// Under load (the previous batch was large), waits a little for a small batch to
+    /// grow, so that one fdatasync covers more records (`WalConfig::commit_delay`).
+    fn gather(&self, state: &mut MutexGuard<'_, State>) {
+        let config = &self.shared.config;
+        let wanted = config.commit_delay_records;
+        if config.durability != Durability::Fsync
+            || config.commit_delay.is_zero()
+            || self.last_batch_records < wanted
+            || state.queued_records >= wanted
+            || state.queue.iter().any(|s| s.force_sync)
+        {
+            return;
+        }
+        let deadline = Instant::now() + config.commit_delay;
+        state.writer_gathering = true;
+        while state.writer_gathering && !state.closing {
+            if self.shared.work.wait_until(state, deadline).timed_out() {
+                break;
+            }
+        }
+        state.writer_gathering = false;
     }
 
     fn sync_deadline(&self) -> Option<Instant> {

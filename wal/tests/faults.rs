@@ -432,3 +432,61 @@ fn snapshot_that_disagrees_with_the_log_is_corruption() {
         Err(WalError::SnapshotCorrupt { .. })
     ));
 }
+
+/// Submits `records`; the receiver gets the completion.
+fn submit_async(wal: &allot_wal::Wal, records: Vec<Vec<u8>>) -> mpsc::Receiver<Result<(), String>> {
+    let (tx, rx) = mpsc::channel();
+    wal.submit(
+        records,
+        Box::new(move |result| {
+            let _ = tx.send(result.map(|_| ()).map_err(|e| e.to_string()));
+        }),
+    )
+    .expect("submit");
+    rx
+}
+
+#[test]
+fn commit_delay_gathers_small_batches_only_after_a_large_one() {
+    use std::time::Duration;
+    // A delay far longer than the test: a wait that should not happen shows up as a
+    // missing completion, not as a slow pass.
+    let config = WalConfig {
+        commit_delay: Duration::from_secs(60),
+        commit_delay_records: 4,
+        ..WalConfig::default()
+    };
+    let (_, wal) = recover(MemStorage::new(), config).expect("fresh");
+    let soon = Duration::from_secs(20);
+    // Light load: a lone record after small batches is written at once.
+    for seq in 1..=2 {
+        let done = submit_async(&wal, vec![payload(seq, 10)]);
+        assert_eq!(done.recv_timeout(soon), Ok(Ok(())), "record {seq}");
+    }
+    // A batch as large as the threshold is not delayed either...
+    let done = submit_async(&wal, (3..=6).map(|s| payload(s, 10)).collect());
+    assert_eq!(done.recv_timeout(soon), Ok(Ok(())));
+    // ...but the small one after it waits for more, and both go in one batch.
+    let batches = wal.stats().batches;
+    let first = submit_async(&wal, vec![payload(7, 10)]);
+    assert_eq!(
+        first.recv_timeout(Duration::from_millis(300)),
+        Err(mpsc::RecvTimeoutError::Timeout),
+        "a small batch after a large one is held back"
+    );
+    let second = submit_async(&wal, (8..=10).map(|s| payload(s, 10)).collect());
+    assert_eq!(first.recv_timeout(soon), Ok(Ok(())));
+    assert_eq!(second.recv_timeout(soon), Ok(Ok(())));
+    assert_eq!(wal.stats().batches, batches + 1, "one batch for both");
+    // A flush does not wait for the threshold.
+    let held = submit_async(&wal, vec![payload(11, 10)]);
+    assert_eq!(wal.flush().expect("flush"), 11);
+    assert_eq!(held.recv_timeout(soon), Ok(Ok(())));
+    // Neither does closing: a gathering writer writes what it has and stops.
+    let bigger = submit_async(&wal, (12..=15).map(|s| payload(s, 10)).collect());
+    assert_eq!(bigger.recv_timeout(soon), Ok(Ok(())));
+    let last = submit_async(&wal, vec![payload(16, 10)]);
+    let closing = thread::spawn(move || wal.close());
+    assert_eq!(last.recv_timeout(soon), Ok(Ok(())));
+    closing.join().expect("close").expect("closed cleanly");
+}

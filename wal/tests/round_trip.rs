@@ -50,6 +50,9 @@ fn config(durability: Durability) -> WalConfig {
         batch_bytes_max: 1024,
         snapshots_keep: 2,
         durability,
+        // Gathering on, so that the round trips also cover held-back batches.
+        commit_delay: std::time::Duration::from_micros(50),
+        commit_delay_records: 4,
     }
 }
 
