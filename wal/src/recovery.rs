@@ -619,18 +619,34 @@ impl Replay {
     }
 
     /// Makes the directory match what was recovered; returns the segment to append to.
+    ///
+    /// Ordered so that a crash at any step leaves a log that recovers: when no
+    /// recovered segment can take new records (the newest one had a torn header, or
+    /// there is none), the fresh segment is made durable before anything is removed,
+    /// so a snapshot is never left without a segment after it.
     fn repair(&mut self, next_seq: u64, prev_hash: Hash) -> Result<ActiveSegment, WalError> {
         let storage = Arc::clone(&self.storage);
         let dir = storage.describe();
-        if let Some(torn) = &self.scanner.torn {
-            if torn.whole_file {
+        let torn = self.scanner.torn.clone();
+        if let Some(torn) = torn.as_ref().filter(|t| !t.whole_file) {
+            storage
+                .truncate(&torn.file, torn.offset)
+                .map_err(|e| WalError::io("truncate", &torn.file, e))?;
+        }
+        // `tail` is the last segment whose header was read, cut to its last good
+        // record; without one (empty directory, or the only segment after the
+        // snapshot had a torn header) a fresh segment starts the log after the
+        // snapshot. Creating it replaces a torn file of the same name.
+        let tail = self.scanner.tail.clone();
+        let segment = match &tail {
+            Some((name, len)) => ActiveSegment::open(storage.as_ref(), name, *len)?,
+            None => ActiveSegment::create(storage.as_ref(), next_seq, prev_hash)?,
+        };
+        if let Some(torn) = torn.as_ref().filter(|t| t.whole_file) {
+            if tail.is_some() || segment.name() != torn.file {
                 storage
                     .remove(&torn.file)
                     .map_err(|e| WalError::io("remove", &torn.file, e))?;
-            } else {
-                storage
-                    .truncate(&torn.file, torn.offset)
-                    .map_err(|e| WalError::io("truncate", &torn.file, e))?;
             }
         }
         let names = storage.list().map_err(|e| WalError::io("list", &dir, e))?;
@@ -648,7 +664,7 @@ impl Replay {
         // bytes (a process restarted after a failed fsync, the machine still up).
         // The caller is about to serve them, so they must be durable first. Only the
         // newest segment can hold unsynced bytes.
-        if let Some((name, _)) = &self.scanner.tail {
+        if let Some((name, _)) = &tail {
             storage
                 .open_append(name)
                 .and_then(|mut file| file.sync_data())
@@ -657,12 +673,6 @@ impl Replay {
         storage
             .sync_dir()
             .map_err(|e| WalError::io("sync_dir", &dir, e))?;
-        // `tail` is the last segment whose header was read, cut to its last good
-        // record; without one (empty directory, or the only segment had a torn
-        // header) a fresh segment starts the log after the snapshot.
-        match self.scanner.tail.clone() {
-            Some((name, len)) => ActiveSegment::open(storage.as_ref(), &name, len),
-            None => ActiveSegment::create(storage.as_ref(), next_seq, prev_hash),
-        }
+        Ok(segment)
     }
 }

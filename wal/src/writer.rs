@@ -114,6 +114,11 @@ pub(crate) struct ActiveSegment {
 }
 
 impl ActiveSegment {
+    /// The segment's file name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
     pub(crate) fn open(storage: &dyn Storage, name: &str, len: u64) -> Result<Self, WalError> {
         let file = storage
             .open_append(name)

@@ -326,3 +326,63 @@ fn flipping_any_bit_is_a_torn_final_record_or_reported_corruption() {
         }
     }
 }
+
+/// A log whose every record is covered by a snapshot and whose newest segment has a
+/// torn header (the machine went down while creating it): recovery drops that
+/// segment and the covered one and starts a fresh segment. A crash at any step of
+/// that repair must leave a log that recovers, with nothing lost.
+#[test]
+fn a_crash_at_any_step_of_recovery_leaves_a_recoverable_log() {
+    use allot_wal::record::{segment_name, SegmentHeader, GENESIS_HASH};
+    let build = || {
+        let storage = MemStorage::new();
+        let (_, wal) = recover(storage.clone(), small_config()).expect("fresh");
+        submit_wait(&wal, (1..=4).map(|s| payload(s, 20)).collect()).expect("durable");
+        wal.write_snapshot(4, &blob(4)).expect("snapshot");
+        wal.close().expect("close");
+        let header = SegmentHeader {
+            first_seq: 5,
+            prev_hash: GENESIS_HASH,
+        }
+        .encode();
+        storage.write_file(&segment_name(5), &header[..header.len() / 2]);
+        storage
+    };
+    let dry = build();
+    let before = dry.ops();
+    let (_, wal) = recover(dry.clone(), small_config()).expect("recovers");
+    wal.close().expect("close");
+    let repair_ops = dry.ops() - before;
+    assert!(
+        repair_ops >= 4,
+        "the repair takes several steps: {repair_ops}"
+    );
+    for op in 1..=repair_ops {
+        for mode in [
+            CrashMode::LoseUnsynced,
+            CrashMode::KeepUnsyncedPrefix { seed: op },
+            CrashMode::KeepUnsyncedWithGarbage { seed: op },
+        ] {
+            let context = format!("crash after recovery op {op} {mode:?}");
+            let storage = build();
+            storage.set_faults(Faults {
+                crash_after_op: Some((op, mode)),
+                ..Faults::default()
+            });
+            if let Ok((_, wal)) = recover(storage.clone(), small_config()) {
+                let _ = wal.close();
+            }
+            assert_eq!(storage.crashes(), 1, "{context}: no crash");
+            let restarted = storage.restarted();
+            let (recovered, wal) = recover(restarted.clone(), small_config())
+                .unwrap_or_else(|e| panic!("{context}: {e}"));
+            assert_eq!(recovered.snapshot, Some((4, blob(4))), "{context}");
+            assert!(recovered.records.is_empty(), "{context}");
+            let next = submit_wait(&wal, vec![payload(5, 20)]).expect("appends");
+            assert_eq!(next, 5..6, "{context}");
+            wal.close().expect("close");
+            let (again, _) = recover(restarted, small_config()).expect("recovers again");
+            assert_eq!(again.records.len(), 1, "{context}");
+        }
+    }
+}
