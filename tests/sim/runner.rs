@@ -100,6 +100,14 @@ pub fn run(config: &SimConfig) -> Result<Stats, Failure> {
         segment_bytes_max: *rng.pick(&[2_048, 8_192, 1 << 20]),
         batch_bytes_max: *rng.pick(&[256, 4_096, 4 << 20]),
         snapshots_keep: rng.range(1, 3) as usize,
+        // A third of the runs hold small batches back for gathering (taken from the
+        // seed, so the random streams of the other choices stay as they were).
+        commit_delay: if config.seed % 3 == 1 {
+            std::time::Duration::from_micros(30)
+        } else {
+            std::time::Duration::ZERO
+        },
+        commit_delay_records: 2 + (config.seed % 5) as usize,
         ..WalConfig::default()
     };
     let now_ms = 1_700_000_000_000;
