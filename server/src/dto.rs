@@ -292,7 +292,6 @@ fn backticked(message: &str) -> Option<String> {
     Some(message[start..end].to_owned())
 }
 
-/// An order on the wire.
 /// A JSON text rendered once (on the shard, from borrowed data) and sent as is.
 pub type RawJson = Box<RawValue>;
 
