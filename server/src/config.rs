@@ -12,7 +12,8 @@ use serde::Deserialize;
 
 /// Default listen address (loopback: open mode is allowed there).
 pub const LISTEN_DEFAULT: &str = "127.0.0.1:7878";
-/// Longest commit delay accepted (a longer one would only add latency).
+/// Longest commit delay accepted (a longer one would only add latency); a larger
+/// value is refused.
 pub const COMMIT_DELAY_US_MAX: u64 = 10_000;
 /// Default data directory.
 pub const DATA_DIR_DEFAULT: &str = "./allot-data";
@@ -60,7 +61,7 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOT_HTTP_THREADS")]
     pub http_threads: Option<usize>,
     /// Let the kernel back this process with transparent huge pages (default: false;
-    /// see "Memory" in docs/OPERATIONS.md).
+    /// see `--huge-pages` under "Tuning" in docs/OPERATIONS.md).
     #[arg(long, env = "ALLOT_HUGE_PAGES")]
     pub huge_pages: Option<bool>,
     /// Group commit under load: microseconds the log writer may wait for a small
@@ -238,7 +239,12 @@ impl Config {
             .or(file.huge_pages)
             .unwrap_or(config.huge_pages);
         if let Some(us) = args.commit_delay_us.or(file.commit_delay_us) {
-            config.commit_delay = Duration::from_micros(us.min(COMMIT_DELAY_US_MAX));
+            if us > COMMIT_DELAY_US_MAX {
+                return Err(ConfigError(format!(
+                    "commit_delay_us {us}: at most {COMMIT_DELAY_US_MAX}"
+                )));
+            }
+            config.commit_delay = Duration::from_micros(us);
         }
         config.commit_delay_records = file
             .commit_delay_records
@@ -365,15 +371,11 @@ mod tests {
         })
         .expect("resolves");
         assert!(off.commit_delay.is_zero(), "the flag wins over the file");
-        let capped = Config::resolve(&ServeArgs {
-            commit_delay_us: Some(u64::MAX),
+        let too_long = Config::resolve(&ServeArgs {
+            commit_delay_us: Some(COMMIT_DELAY_US_MAX + 1),
             ..args.clone()
-        })
-        .expect("resolves");
-        assert_eq!(
-            capped.commit_delay,
-            Duration::from_micros(COMMIT_DELAY_US_MAX)
-        );
+        });
+        assert!(too_long.is_err(), "a delay past the maximum is refused");
         assert!(config.has_keys());
         assert_eq!(config.initial_settings("acme").hold_ttl_s, Some(5));
     }
