@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::portal::act;
-use super::{read_body, Admin, AppState, Json, Query, RawAnswer};
+use super::{read_body, Admin, Answer, AppState, Json, Query, RawAnswer};
 use crate::dto::{
     self, AdjustBody, DealerBody, PaymentBody, PromotionBody, ReceiveBody, SettingsBody, SkuBody,
     WarehouseBody,
@@ -41,8 +41,6 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/holds", get(holds))
         .route("/admin/audit", get(audit))
 }
-
-type Answer = Result<(StatusCode, AxumJson<Value>), ApiError>;
 
 /// Applies one command; on success answers with `view` of the ledger after it.
 /// `path` says whether unknown codes were named in the path (404) or body (422).

@@ -25,6 +25,9 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::shard::Shards;
 
+/// A handler's answer as a JSON value (the less frequent routes).
+pub(crate) type Answer = Result<(StatusCode, axum::Json<serde_json::Value>), ApiError>;
+
 /// A handler's answer rendered once to JSON text (orders and events: the hot paths).
 pub(crate) type RawAnswer = Result<(StatusCode, crate::dto::JsonText), ApiError>;
 

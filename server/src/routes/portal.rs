@@ -9,9 +9,9 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json as AxumJson, Router};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::{order_id, AppState, Json, Query, RawAnswer};
+use super::{order_id, Answer, AppState, Json, Query, RawAnswer};
 use crate::auth::Caller;
 use crate::dto::{self, JsonText, OrderBody, RawJson};
 use crate::error::ApiError;
@@ -28,8 +28,6 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/dealers/{code}", get(get_dealer))
         .route("/v1/events", get(get_events))
 }
-
-type Answer = Result<(StatusCode, AxumJson<Value>), ApiError>;
 
 async fn place_order(
     State(state): State<AppState>,
