@@ -94,7 +94,7 @@ impl Ledger {
         order.status = to;
         if to == OrderStatus::Held {
             order.hold_expires_at_ms = Some(deadline);
-            self.index.holds.insert((deadline, order.id));
+            self.index.holds.insert(deadline, order.id);
         }
         let kind = EventKind::OrderStatusChanged {
             order: order.id,

@@ -16,7 +16,7 @@ use crate::limits::{
     NAME_LEN_MAX, ORDER_LINES_MAX_CAP, ORDER_RETENTION_S_MAX, PRICE_ENTRIES_MAX,
     PRIORITY_TIERS_MAX, QTY_MAX, REBATE_RATE_BP_MAX,
 };
-use crate::stock::StockCell;
+use crate::stock::StockCells;
 
 plain_data! {
     pub struct Warehouse {
@@ -37,7 +37,7 @@ plain_data! {
         pub low_stock_threshold: u64,
         pub attributes: BTreeMap<String, String>,
         /// Stock per warehouse, one cell per warehouse ever stocked, in creation order.
-        pub cells: Vec<StockCell>,
+        pub cells: StockCells,
         /// Sums over `cells`.
         pub on_hand: u64,
         pub reserved: u64,
@@ -295,7 +295,7 @@ impl Ledger {
                 region_prices: Vec::new(),
                 low_stock_threshold: 0,
                 attributes: BTreeMap::new(),
-                cells: Vec::new(),
+                cells: StockCells::new(),
                 on_hand: 0,
                 reserved: 0,
                 backordered: 0,

@@ -91,7 +91,7 @@ pub(crate) struct Index {
     /// Per dealer: ids of open orders.
     pub dealer_open: Vec<BTreeSet<OrderId>>,
     /// Held orders by deadline.
-    pub holds: BTreeSet<(u64, OrderId)>,
+    pub holds: crate::expiry::Deadlines,
     /// Per SKU: queued orders by (tier rank, order id); FIFO within a rank.
     pub queues: Vec<BTreeSet<(u32, OrderId)>>,
     /// Closed orders by close time, while a retention is set.
@@ -368,6 +368,7 @@ impl Ledger {
         index.dealer_orders = vec![Vec::new(); dealers];
         index.dealer_open = vec![BTreeSet::new(); dealers];
         index.dealer_pruned = vec![0; dealers];
+        let mut holds = Vec::new();
         for order in &state.orders {
             let d = order.dealer.index();
             index.client_orders.insert(
@@ -384,9 +385,10 @@ impl Ledger {
                 let at = order
                     .hold_expires_at_ms
                     .expect("a held order has a deadline");
-                index.holds.insert((at, order.id));
+                holds.push((at, order.id));
             }
         }
+        index.holds = crate::expiry::Deadlines::from_entries(holds);
         self.index = index;
         self.rank_warehouses();
         self.rebuild_queues();

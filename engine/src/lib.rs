@@ -55,5 +55,7 @@ pub use error::{Rejection, RejectionClass, ShortLine};
 pub use event::{Event, EventKind};
 pub use ids::{DealerId, OrderId, PromotionId, RegionId, SkuId, TierId, WarehouseId};
 pub use ledger::{Effect, Ledger, Outcome, Settings, State};
-pub use order::{Allocation, Order, OrderAction, OrderLine, OrderStatus, Orders};
-pub use stock::StockCell;
+pub use order::{
+    Allocation, Allocations, Order, OrderAction, OrderLine, OrderLines, OrderStatus, Orders,
+};
+pub use stock::{StockCell, StockCells};

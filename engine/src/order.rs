@@ -128,10 +128,10 @@ plain_data! {
         pub client_order_id: String,
         pub dealer: DealerId,
         pub status: OrderStatus,
-        pub lines: Vec<OrderLine>,
+        pub lines: OrderLines,
         /// Every reservation made for the order, by line index and warehouse (one entry
         /// per pair). Kept as history once the order is closed.
-        pub allocations: Vec<Allocation>,
+        pub allocations: Allocations,
         /// Sum of `qty * unit_price` over the lines, before rebate.
         pub total: i64,
         pub rebate_used: i64,
@@ -164,6 +164,13 @@ plain_data! {
         pub qty: u64,
     }
 }
+
+/// An order's lines: up to `INLINE_LINES` inline in the order, more on the heap.
+pub type OrderLines = smallvec::SmallVec<[OrderLine; INLINE_LINES]>;
+/// An order's allocations: as many inline as lines.
+pub type Allocations = smallvec::SmallVec<[Allocation; INLINE_LINES]>;
+/// Lines (and allocations) kept inline in an [`Order`]: most orders are small.
+pub const INLINE_LINES: usize = 3;
 
 /// Orders in id order (`orders[id - 1]`), stored in fixed-size chunks so that the
 /// book never moves millions of orders at once to grow: appending is O(1) without
@@ -238,20 +245,25 @@ impl Orders {
         self.len += 1;
     }
 
-    /// Takes the order out of `slot`, leaving it empty; frees the chunk once all its
-    /// orders are gone (except the last chunk, which still takes new orders).
-    pub(crate) fn remove(&mut self, slot: usize) -> Option<Order> {
+    /// Drops the order in `slot`, leaving it empty (in place: an order is not copied
+    /// out to be dropped); frees the chunk once all its orders are gone (except the
+    /// last chunk, which still takes new orders). Returns whether there was one.
+    pub(crate) fn remove(&mut self, slot: usize) -> bool {
         let chunk = slot / ORDERS_PER_CHUNK;
-        let order = self
+        let Some(entry) = self
             .chunks
-            .get_mut(chunk)?
-            .get_mut(slot % ORDERS_PER_CHUNK)?
-            .take()?;
+            .get_mut(chunk)
+            .and_then(|c| c.get_mut(slot % ORDERS_PER_CHUNK))
+            .filter(|entry| entry.is_some())
+        else {
+            return false;
+        };
+        *entry = None;
         self.live[chunk] -= 1;
         if self.live[chunk] == 0 && chunk + 1 < self.chunks.len() {
             self.chunks[chunk] = Vec::new();
         }
-        Some(order)
+        true
     }
 
     /// The orders not pruned, in id order.
@@ -365,7 +377,8 @@ impl Ledger {
         order.status = to;
         order.updated_at_ms = now_ms;
         if let Some(at) = order.hold_expires_at_ms.take() {
-            self.index.holds.remove(&(at, id));
+            let removed = self.index.holds.remove(at, id);
+            debug_assert!(removed, "a held order has its deadline queued");
         }
         self.emit(
             now_ms,
@@ -525,8 +538,8 @@ mod tests {
             client_order_id: format!("k{id}"),
             dealer: DealerId(0),
             status: OrderStatus::Held,
-            lines: Vec::new(),
-            allocations: Vec::new(),
+            lines: OrderLines::new(),
+            allocations: Allocations::new(),
             total: 0,
             rebate_used: 0,
             backorder: false,
@@ -572,13 +585,14 @@ mod tests {
             orders.push(order(id));
         }
         for slot in 0..ORDERS_PER_CHUNK {
-            assert_eq!(orders.remove(slot).map(|o| o.id.0), Some(slot as u64 + 1));
+            assert_eq!(orders.get(slot).map(|o| o.id.0), Some(slot as u64 + 1));
+            assert!(orders.remove(slot));
         }
         assert!(
             orders.chunks[0].capacity() == 0,
             "the emptied chunk is freed"
         );
-        assert!(orders.get(0).is_none() && orders.remove(0).is_none());
+        assert!(orders.get(0).is_none() && !orders.remove(0));
         assert_eq!(orders.len(), count, "ids are never reused");
         assert!(orders
             .iter()
@@ -586,7 +600,7 @@ mod tests {
             .eq(ORDERS_PER_CHUNK as u64 + 1..=count as u64));
         assert!(orders.is_well_formed());
         for slot in ORDERS_PER_CHUNK..count {
-            orders.remove(slot);
+            assert!(orders.remove(slot));
         }
         assert!(
             orders.is_well_formed(),

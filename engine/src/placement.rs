@@ -214,8 +214,8 @@ impl Ledger {
             events,
         );
         let rank = if short { self.tier_rank(dealer) } else { 0 };
-        let mut lines = Vec::with_capacity(scratch.lines.len());
-        let mut allocations = Vec::with_capacity(scratch.lines.len());
+        let mut lines = crate::order::OrderLines::with_capacity(scratch.lines.len());
+        let mut allocations = crate::order::Allocations::with_capacity(scratch.lines.len());
         for (i, (plan, request_line)) in scratch.lines.iter().zip(&request.lines).enumerate() {
             let take = plan.qty.min(plan.available);
             if take > 0 {
@@ -298,7 +298,7 @@ impl Ledger {
         self.index.dealer_orders[d].push(id);
         self.index.dealer_open[d].insert(id);
         if let Some(at) = hold {
-            self.index.holds.insert((at, id));
+            self.index.holds.insert(at, id);
         }
     }
 

@@ -377,9 +377,9 @@ impl Ledger {
         self.index
             .holds
             .iter()
-            .take_while(|&&(deadline, _)| deadline < until)
+            .take_while(|&(deadline, _)| deadline < until)
             .take(clamp_limit(limit))
-            .map(|&(_, id)| self.order(id).expect("held orders exist"))
+            .map(|(_, id)| self.order(id).expect("held orders exist"))
             .collect()
     }
 }

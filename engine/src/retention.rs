@@ -55,10 +55,10 @@ impl Ledger {
 
     fn prune(&mut self, id: OrderId) {
         let slot = id.slot().expect("closed orders have valid ids");
-        let order = self
-            .state
+        let state = &mut self.state;
+        let order = state
             .orders
-            .remove(slot)
+            .get(slot)
             .expect("closed orders in the set exist");
         assert!(!order.status.is_open(), "only closed orders are pruned");
         let dealer = order.dealer;
@@ -70,10 +70,11 @@ impl Ledger {
             for line in &order.lines {
                 if let Some(promotion) = line.promotion {
                     let key = usage_key(promotion, dealer);
-                    *self.state.pruned_promotion_usage.entry(key).or_insert(0) += line.qty;
+                    *state.pruned_promotion_usage.entry(key).or_insert(0) += line.qty;
                 }
             }
         }
+        state.orders.remove(slot);
         let d = dealer.index();
         self.index.dealer_pruned[d] += 1;
         let listed = self.index.dealer_orders[d].len();

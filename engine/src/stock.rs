@@ -18,6 +18,12 @@ plain_data! {
     }
 }
 
+/// A SKU's cells: up to `INLINE_CELLS` inline in the SKU, so that placing an order
+/// reads a SKU and its stock without following a pointer.
+pub type StockCells = smallvec::SmallVec<[StockCell; INLINE_CELLS]>;
+/// Cells kept inline in a [`Sku`].
+pub const INLINE_CELLS: usize = 8;
+
 impl StockCell {
     /// `on_hand - reserved`.
     pub fn available(&self) -> u64 {
