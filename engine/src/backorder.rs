@@ -12,6 +12,12 @@ use crate::order::{Allocation, OrderStatus};
 impl Ledger {
     /// Give available stock of `sku` to its queue, head first.
     pub(crate) fn fill_backorders(&mut self, sku: SkuId, now_ms: u64, events: &mut Vec<Event>) {
+        // The SKU counts the units its queue waits for: with none, the queue is empty
+        // and need not be looked at.
+        if self.state.skus[sku.index()].backordered == 0 {
+            debug_assert!(self.index.queues[sku.index()].is_empty());
+            return;
+        }
         let mut scratch = std::mem::take(&mut self.scratch);
         loop {
             let available = self.state.skus[sku.index()].available();
@@ -94,7 +100,7 @@ impl Ledger {
         order.status = to;
         if to == OrderStatus::Held {
             order.hold_expires_at_ms = Some(deadline);
-            self.index.holds.insert(deadline, order.id);
+            self.index.holds.insert((deadline, order.id));
         }
         let kind = EventKind::OrderStatusChanged {
             order: order.id,

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::append_set::AppendSet;
 use crate::command::{
     plain_data, DealerSpec, PromotionSpec, SettingsPatch, SkuSpec, WarehouseSpec,
 };
@@ -305,7 +306,6 @@ impl Ledger {
             });
             self.index.skus.insert(spec.code.clone(), id);
             self.index.skus_by_code.insert(spec.code.clone(), id);
-            self.index.sku_promotions.push(Vec::new());
             self.index.queues.push(std::collections::BTreeSet::new());
             id
         };
@@ -345,9 +345,7 @@ impl Ledger {
             });
             self.index.dealers.insert(spec.code.clone(), id);
             self.index.dealer_orders.push(Vec::new());
-            self.index
-                .dealer_open
-                .push(std::collections::BTreeSet::new());
+            self.index.dealer_open.push(AppendSet::default());
             self.index.dealer_pruned.push(0);
             id
         };
@@ -397,7 +395,7 @@ impl Ledger {
             });
             self.index.promotions.insert(spec.code.clone(), id);
             let promotions = &self.state.promotions;
-            let list = &mut self.index.sku_promotions[sku.index()];
+            let list = self.index.sku_promotions.entry(sku).or_default();
             let at = list.partition_point(|p| promotions[p.index()].code < spec.code);
             list.insert(at, id);
             id

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rustc_hash::FxHashMap;
 
+use crate::append_set::AppendSet;
 use crate::catalog::{Dealer, Promotion, Sku, Warehouse};
 use crate::command::{plain_data, Command};
 use crate::error::Rejection;
@@ -83,15 +84,17 @@ pub(crate) struct Index {
     pub dealers: FxHashMap<String, DealerId>,
     pub promotions: FxHashMap<String, PromotionId>,
     /// Promotions of each SKU, in code order (the tie-break between equal prices).
-    pub sku_promotions: Vec<Vec<PromotionId>>,
+    /// Only SKUs with promotions have an entry: a small map that stays in cache, where
+    /// a list per SKU would cost a cache miss per order line.
+    pub sku_promotions: FxHashMap<SkuId, Vec<PromotionId>>,
     /// Idempotency keys: (dealer, client_order_id) → order.
     pub client_orders: ClientOrders,
     /// Per dealer: every order id, ascending.
     pub dealer_orders: Vec<Vec<OrderId>>,
     /// Per dealer: ids of open orders.
-    pub dealer_open: Vec<BTreeSet<OrderId>>,
+    pub dealer_open: Vec<AppendSet<OrderId>>,
     /// Held orders by deadline.
-    pub holds: crate::expiry::Deadlines,
+    pub holds: AppendSet<(u64, OrderId)>,
     /// Per SKU: queued orders by (tier rank, order id); FIFO within a rank.
     pub queues: Vec<BTreeSet<(u32, OrderId)>>,
     /// Closed orders by close time, while a retention is set.
@@ -353,11 +356,14 @@ impl Ledger {
             .iter()
             .map(|(code, &id)| (code.clone(), id))
             .collect();
-        index.sku_promotions = vec![Vec::new(); state.skus.len()];
         for (i, promotion) in state.promotions.iter().enumerate() {
-            index.sku_promotions[promotion.sku.index()].push(PromotionId(i as u32));
+            index
+                .sku_promotions
+                .entry(promotion.sku)
+                .or_default()
+                .push(PromotionId(i as u32));
         }
-        for list in &mut index.sku_promotions {
+        for list in index.sku_promotions.values_mut() {
             list.sort_by(|a, b| {
                 state.promotions[a.index()]
                     .code
@@ -366,7 +372,7 @@ impl Ledger {
         }
         let dealers = state.dealers.len();
         index.dealer_orders = vec![Vec::new(); dealers];
-        index.dealer_open = vec![BTreeSet::new(); dealers];
+        let mut dealer_open = vec![Vec::new(); dealers];
         index.dealer_pruned = vec![0; dealers];
         let mut holds = Vec::new();
         for order in &state.orders {
@@ -379,7 +385,7 @@ impl Ledger {
             );
             index.dealer_orders[d].push(order.id);
             if order.status.is_open() {
-                index.dealer_open[d].insert(order.id);
+                dealer_open[d].push(order.id);
             }
             if order.status == OrderStatus::Held {
                 let at = order
@@ -388,7 +394,8 @@ impl Ledger {
                 holds.push((at, order.id));
             }
         }
-        index.holds = crate::expiry::Deadlines::from_entries(holds);
+        index.holds = AppendSet::from_keys(holds);
+        index.dealer_open = dealer_open.into_iter().map(AppendSet::from_keys).collect();
         self.index = index;
         self.rank_warehouses();
         self.rebuild_queues();

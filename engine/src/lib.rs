@@ -26,6 +26,7 @@
 //! are never exceeded; every order is in exactly one status.
 
 mod allocation;
+mod append_set;
 mod backorder;
 mod catalog;
 pub mod codec;

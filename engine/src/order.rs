@@ -377,7 +377,7 @@ impl Ledger {
         order.status = to;
         order.updated_at_ms = now_ms;
         if let Some(at) = order.hold_expires_at_ms.take() {
-            let removed = self.index.holds.remove(at, id);
+            let removed = self.index.holds.remove((at, id));
             debug_assert!(removed, "a held order has its deadline queued");
         }
         self.emit(
@@ -391,7 +391,7 @@ impl Ledger {
             events,
         );
         if !to.is_open() {
-            self.index.dealer_open[dealer.index()].remove(&id);
+            self.index.dealer_open[dealer.index()].remove(id);
             self.note_closed(id, now_ms);
         }
         if matches!(action, OrderAction::Reject | OrderAction::Cancel) {

@@ -298,7 +298,7 @@ impl Ledger {
         self.index.dealer_orders[d].push(id);
         self.index.dealer_open[d].insert(id);
         if let Some(at) = hold {
-            self.index.holds.insert(at, id);
+            self.index.holds.insert((at, id));
         }
     }
 

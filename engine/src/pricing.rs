@@ -47,7 +47,8 @@ impl Ledger {
         let mut best: Option<(i64, PromotionId)> = None;
         // The list is in code order, so keeping the first of equal prices breaks ties
         // by code.
-        for &id in &self.index.sku_promotions[sku.index()] {
+        let promotions = self.index.sku_promotions.get(&sku)?;
+        for &id in promotions {
             let promotion = &self.state.promotions[id.index()];
             let active = promotion.starts_at_ms <= now_ms && now_ms < promotion.ends_at_ms;
             let eligible = promotion.tiers.is_empty() || promotion.tiers.contains(&tier);

@@ -263,7 +263,7 @@ impl Ledger {
                 dealer: code.to_owned(),
             })?;
         let mut by_sku: BTreeMap<&str, DealerSkuStock> = BTreeMap::new();
-        for &order_id in &self.index.dealer_open[id.index()] {
+        for order_id in self.index.dealer_open[id.index()].iter() {
             let order = self.order(order_id).expect("open orders exist");
             for (i, line) in order.lines.iter().enumerate() {
                 let code = self.sku_code(line.sku);

@@ -1,0 +1,203 @@
+//! A sorted set for keys that almost always arrive in order: hold deadlines (each is
+//! `now + hold TTL`, and time moves forward) and each dealer's open orders (order ids
+//! count up).
+//!
+//! In-order keys append to a sorted deque: O(1) to add, to take the first and to find
+//! it, where a B-tree pays a search and node splits for each. A key that would break
+//! the order (the TTL was shortened, or the clock stepped back) goes to a small
+//! ordered set instead. A removed key is found by binary search and marked; marks at
+//! the front are dropped at once, and the deque is compacted when marks outnumber
+//! live keys, so it stays within twice the live keys.
+
+use std::collections::{BTreeSet, VecDeque};
+
+#[derive(Clone, Debug)]
+pub(crate) struct AppendSet<K> {
+    /// Keys, sorted, each with whether it is still in the set.
+    queue: VecDeque<(K, bool)>,
+    /// Entries of `queue` marked removed.
+    removed: usize,
+    /// Keys that arrived out of order.
+    late: BTreeSet<K>,
+}
+
+impl<K> Default for AppendSet<K> {
+    fn default() -> Self {
+        Self {
+            queue: VecDeque::new(),
+            removed: 0,
+            late: BTreeSet::new(),
+        }
+    }
+}
+
+impl<K: Ord + Copy> AppendSet<K> {
+    /// Builds the set from keys in any order.
+    pub fn from_keys(mut keys: Vec<K>) -> Self {
+        keys.sort_unstable();
+        keys.dedup();
+        Self {
+            queue: keys.into_iter().map(|k| (k, true)).collect(),
+            removed: 0,
+            late: BTreeSet::new(),
+        }
+    }
+
+    /// Adds `key`; returns whether it was new.
+    pub fn insert(&mut self, key: K) -> bool {
+        match self.queue.back() {
+            Some(&(last, _)) if key <= last => {
+                if self.find(key).is_some() {
+                    return false;
+                }
+                self.late.insert(key)
+            }
+            _ => {
+                self.queue.push_back((key, true));
+                true
+            }
+        }
+    }
+
+    /// The position of live `key` in `queue`.
+    fn find(&self, key: K) -> Option<usize> {
+        self.queue
+            .binary_search_by(|&(k, _)| k.cmp(&key))
+            .ok()
+            .filter(|&i| self.queue[i].1)
+    }
+
+    /// Removes `key`; returns whether it was there.
+    pub fn remove(&mut self, key: K) -> bool {
+        let Some(i) = self.find(key) else {
+            return self.late.remove(&key);
+        };
+        self.queue[i].1 = false;
+        self.removed += 1;
+        self.drop_removed_front();
+        if self.removed > 64 && self.removed * 2 > self.queue.len() {
+            self.queue.retain(|&(_, live)| live);
+            self.removed = 0;
+        }
+        true
+    }
+
+    fn drop_removed_front(&mut self) {
+        while self.queue.front().is_some_and(|&(_, live)| !live) {
+            self.queue.pop_front();
+            self.removed -= 1;
+        }
+    }
+
+    /// The smallest key.
+    pub fn first(&self) -> Option<K> {
+        // The front of `queue` is never a removed entry.
+        let queued = self.queue.front().map(|&(k, _)| k);
+        match (queued, self.late.first().copied()) {
+            (Some(q), Some(l)) => Some(q.min(l)),
+            (q, l) => q.or(l),
+        }
+    }
+
+    /// Removes and returns the smallest key.
+    pub fn pop_first(&mut self) -> Option<K> {
+        let first = self.first()?;
+        if self.late.first() == Some(&first) {
+            self.late.pop_first();
+        } else {
+            self.queue.pop_front();
+            self.drop_removed_front();
+        }
+        Some(first)
+    }
+
+    /// Every key, in order.
+    pub fn iter(&self) -> impl Iterator<Item = K> + '_ {
+        let mut queued = self
+            .queue
+            .iter()
+            .filter(|&&(_, live)| live)
+            .map(|&(k, _)| k)
+            .peekable();
+        let mut late = self.late.iter().copied().peekable();
+        std::iter::from_fn(move || match (queued.peek(), late.peek()) {
+            (Some(q), Some(l)) if l < q => late.next(),
+            (Some(_), _) => queued.next(),
+            (None, _) => late.next(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys<K: Ord + Copy>(set: &AppendSet<K>) -> Vec<K> {
+        set.iter().collect()
+    }
+
+    #[test]
+    fn keys_stay_ordered_whatever_the_arrival_order() {
+        let mut set = AppendSet::default();
+        for key in [(10, 1), (20, 2), (20, 3), (5, 4), (30, 5), (20, 6), (25, 7)] {
+            assert!(set.insert(key));
+        }
+        assert!(!set.insert((20, 3)), "already there, in order");
+        assert!(!set.insert((5, 4)), "already there, late");
+        let expected = vec![(5, 4), (10, 1), (20, 2), (20, 3), (20, 6), (25, 7), (30, 5)];
+        assert_eq!(keys(&set), expected);
+        assert!(set.remove((20, 3)));
+        assert!(set.remove((25, 7)), "a key that arrived late");
+        assert!(!set.remove((25, 7)), "already removed");
+        assert!(!set.remove((20, 9)), "never there");
+        let mut popped = Vec::new();
+        while let Some(key) = set.pop_first() {
+            popped.push(key);
+        }
+        assert_eq!(popped, vec![(5, 4), (10, 1), (20, 2), (20, 6), (30, 5)]);
+        assert_eq!(set.first(), None);
+    }
+
+    #[test]
+    fn removed_keys_are_compacted_and_never_returned() {
+        let mut set = AppendSet::default();
+        for key in 1..=1_000_u64 {
+            set.insert(key);
+        }
+        // Remove all but every tenth, from the back, so no removal is at the front.
+        for key in (1..=1_000).rev().filter(|k| k % 10 != 1) {
+            assert!(set.remove(key));
+        }
+        assert!(
+            set.queue.len() < 300,
+            "marks are compacted: {} entries left",
+            set.queue.len()
+        );
+        assert_eq!(
+            keys(&set),
+            (1..=1_000).filter(|k| k % 10 == 1).collect::<Vec<_>>()
+        );
+        assert_eq!(set.first(), Some(1));
+        assert!(set.remove(1));
+        assert_eq!(
+            set.first(),
+            Some(11),
+            "a removed front key is dropped at once"
+        );
+        assert!(!set.insert(11));
+        assert!(set.insert(1), "a removed key may come back, out of order");
+        assert_eq!(keys(&set).first(), Some(&1));
+    }
+
+    #[test]
+    fn a_set_built_at_once_matches_one_built_key_by_key() {
+        let entries = vec![(7, 3), (3, 9), (7, 1), (3, 9)];
+        let mut inserted = AppendSet::default();
+        for &key in &entries {
+            inserted.insert(key);
+        }
+        let built = AppendSet::from_keys(entries);
+        assert_eq!(keys(&inserted), keys(&built));
+        assert_eq!(keys(&built), vec![(3, 9), (7, 1), (7, 3)]);
+    }
+}
