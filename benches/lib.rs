@@ -1,7 +1,12 @@
 //! Benchmarks for allot live in this package's bench targets:
 //! - `engine.rs`: `engine/place_3_lines`, `engine/place_3_lines_hot`, `engine/tick_expire`;
 //! - `wal.rs`: `wal/group_commit`, `wal/replay`;
-//! - `examples/ledger_memory.rs`: resident memory of a ledger with 1,000,000 open orders.
+//! - `examples/ledger_memory.rs`: resident memory of a ledger with 1,000,000 open orders;
+//! - `examples/engine_mix.rs`: the `place_3_lines` mix with placements and lifecycle
+//!   commands timed apart;
+//! - `examples/warm_memory.rs`: touches fresh memory before a benchmark (see
+//!   docs/PERFORMANCE.md: on a VM, memory the host does not back yet costs several
+//!   times more to touch).
 //!
 //! Run them with `cargo bench -p allot-benches` and
 //! `cargo run --release -p allot-benches --example ledger_memory`.
