@@ -103,79 +103,111 @@ pub(crate) struct Index {
     pub dealer_pruned: Vec<usize>,
 }
 
-/// The idempotency index. Keys are stored once, in the orders; the map holds a 64-bit
-/// hash of (dealer, key) and the order it names. The rare second key with the same
-/// hash goes to a small ordered map of full keys, so a lookup is always exact.
+/// The idempotency index. Keys are stored once, in the orders; the index holds, per
+/// key, one 64-bit word: `TAG_BITS` bits of the key's hash and the order's id. A
+/// lookup compares tags, then checks each order whose tag matches against the full key,
+/// so it is always exact; for a new key a tag rarely matches, and no order is read.
+/// Eight bytes per key (where a hash and an id took sixteen) halve what the index
+/// writes as it grows: a book that keeps every order adds a key per order forever.
 #[derive(Clone, Debug)]
 pub(crate) struct ClientOrders {
-    /// The map, split by the hash's top bits so that growing it rehashes one part at a
-    /// time: a single map of millions of keys would stall the shard for tens of
+    /// The index, split by the hash's top bits so that growing it rehashes one part at
+    /// a time: a single table of millions of keys would stall the shard for tens of
     /// milliseconds each time it doubled.
-    parts: Vec<FxHashMap<u64, OrderId>>,
-    collisions: BTreeMap<(DealerId, String), OrderId>,
+    parts: Vec<hashbrown::HashTable<u64>>,
+    /// Keys of orders whose id does not fit `ID_BITS` (about 10^12 orders into a book).
+    overflow: BTreeMap<(DealerId, String), OrderId>,
+    /// The tag bits kept (all `TAG_BITS` but in tests of tag collisions).
+    tag_mask: u64,
 }
 
 /// `ClientOrders` parts (a power of two).
 const CLIENT_ORDER_PARTS: usize = 64;
+/// Bits of an order id in an index word, and of the hash tag beside it.
+const ID_BITS: u32 = 40;
+const TAG_BITS: u32 = 64 - ID_BITS;
+const ID_MASK: u64 = (1 << ID_BITS) - 1;
 
 impl Default for ClientOrders {
     fn default() -> Self {
-        Self {
-            parts: vec![FxHashMap::default(); CLIENT_ORDER_PARTS],
-            collisions: BTreeMap::new(),
-        }
+        Self::with_tag_mask((1 << TAG_BITS) - 1)
     }
 }
 
 impl ClientOrders {
-    fn hash(dealer: DealerId, key: &str) -> u64 {
+    fn with_tag_mask(tag_mask: u64) -> Self {
+        Self {
+            parts: (0..CLIENT_ORDER_PARTS)
+                .map(|_| hashbrown::HashTable::new())
+                .collect(),
+            overflow: BTreeMap::new(),
+            tag_mask,
+        }
+    }
+
+    /// The part and the tag of a key: independent bits of its hash.
+    fn locate(&self, dealer: DealerId, key: &str) -> (usize, u64) {
         use std::hash::{BuildHasher, Hash, Hasher};
         let mut hasher = rustc_hash::FxBuildHasher.build_hasher();
         dealer.hash(&mut hasher);
         key.hash(&mut hasher);
-        hasher.finish()
+        let hash = hasher.finish();
+        let part_bits = CLIENT_ORDER_PARTS.trailing_zeros();
+        let part = (hash >> (64 - part_bits)) as usize;
+        let tag = (hash >> (64 - part_bits - TAG_BITS)) & self.tag_mask;
+        (part, tag)
     }
 
-    fn part(hash: u64) -> usize {
-        (hash >> (64 - CLIENT_ORDER_PARTS.trailing_zeros())) as usize
+    /// The table hash of a tag: the tag is all a stored word keeps of its key, so the
+    /// table must hash by it alone (spread over the bits the table uses).
+    fn table_hash(tag: u64) -> u64 {
+        tag.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+
+    fn word_hash(word: u64) -> u64 {
+        Self::table_hash(word >> ID_BITS)
     }
 
     pub fn get(&self, orders: &Orders, dealer: DealerId, key: &str) -> Option<OrderId> {
-        let hash = Self::hash(dealer, key);
-        let found = self.parts[Self::part(hash)]
-            .get(&hash)
-            .copied()
-            .filter(|&id| {
-                let order = &orders[id.slot().expect("indexed ids name orders")];
-                order.dealer == dealer && order.client_order_id == key
-            });
-        if found.is_some() || self.collisions.is_empty() {
-            return found;
+        let (part, tag) = self.locate(dealer, key);
+        let found = self.parts[part].find(Self::table_hash(tag), |&word| {
+            word >> ID_BITS == tag
+                && OrderId(word & ID_MASK)
+                    .slot()
+                    .and_then(|slot| orders.get(slot))
+                    .is_some_and(|order| order.dealer == dealer && order.client_order_id == key)
+        });
+        if let Some(&word) = found {
+            return Some(OrderId(word & ID_MASK));
         }
-        self.collisions.get(&(dealer, key.to_owned())).copied()
+        if self.overflow.is_empty() {
+            return None;
+        }
+        self.overflow.get(&(dealer, key.to_owned())).copied()
     }
 
-    pub fn insert(&mut self, orders: &Orders, dealer: DealerId, key: &str, id: OrderId) {
-        let hash = Self::hash(dealer, key);
-        match self.parts[Self::part(hash)].entry(hash) {
-            std::collections::hash_map::Entry::Vacant(entry) => {
-                entry.insert(id);
-            }
-            std::collections::hash_map::Entry::Occupied(_) => {
-                debug_assert!(self.get(orders, dealer, key).is_none(), "keys are unique");
-                self.collisions.insert((dealer, key.to_owned()), id);
-            }
+    /// Adds the key of a new order (the key is not in the index).
+    pub fn insert(&mut self, dealer: DealerId, key: &str, id: OrderId) {
+        if id.0 > ID_MASK {
+            self.overflow.insert((dealer, key.to_owned()), id);
+            return;
         }
+        let (part, tag) = self.locate(dealer, key);
+        self.parts[part].insert_unique(Self::table_hash(tag), (tag << ID_BITS) | id.0, |&word| {
+            Self::word_hash(word)
+        });
     }
 
     /// Forgets the key of order `id` (when the order is pruned).
     pub fn remove(&mut self, dealer: DealerId, key: &str, id: OrderId) {
-        let hash = Self::hash(dealer, key);
-        let part = &mut self.parts[Self::part(hash)];
-        if part.get(&hash) == Some(&id) {
-            part.remove(&hash);
-        } else {
-            self.collisions.remove(&(dealer, key.to_owned()));
+        if id.0 > ID_MASK {
+            self.overflow.remove(&(dealer, key.to_owned()));
+            return;
+        }
+        let (part, tag) = self.locate(dealer, key);
+        let word = (tag << ID_BITS) | id.0;
+        if let Ok(entry) = self.parts[part].find_entry(Self::table_hash(tag), |&w| w == word) {
+            entry.remove();
         }
     }
 }
@@ -377,12 +409,9 @@ impl Ledger {
         let mut holds = Vec::new();
         for order in &state.orders {
             let d = order.dealer.index();
-            index.client_orders.insert(
-                &state.orders,
-                order.dealer,
-                &order.client_order_id,
-                order.id,
-            );
+            index
+                .client_orders
+                .insert(order.dealer, &order.client_order_id, order.id);
             index.dealer_orders[d].push(order.id);
             if order.status.is_open() {
                 dealer_open[d].push(order.id);
@@ -450,4 +479,79 @@ fn codes_index<'a, T>(
         .enumerate()
         .map(|(i, code)| (code.clone(), id(i as u32)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::order::{Allocations, Order, OrderLines};
+
+    fn keys() -> Vec<(DealerId, String)> {
+        (0..2_000_u32)
+            .map(|i| (DealerId(i % 3), format!("PO-{i}")))
+            .collect()
+    }
+
+    fn book(keys: &[(DealerId, String)]) -> Orders {
+        let mut orders = Orders::default();
+        for (i, (dealer, key)) in keys.iter().enumerate() {
+            orders.push(Order {
+                id: OrderId(i as u64 + 1),
+                client_order_id: key.clone(),
+                dealer: *dealer,
+                status: OrderStatus::Held,
+                lines: OrderLines::new(),
+                allocations: Allocations::new(),
+                total: 0,
+                rebate_used: 0,
+                backorder: false,
+                created_at_ms: 0,
+                updated_at_ms: 0,
+                hold_expires_at_ms: Some(1),
+            });
+        }
+        orders
+    }
+
+    #[test]
+    fn client_orders_are_exact_when_tags_collide() {
+        let keys = keys();
+        let orders = book(&keys);
+        // Two tag bits: every key shares its tag with hundreds of others.
+        let mut index = ClientOrders::with_tag_mask(0b11);
+        for (i, (dealer, key)) in keys.iter().enumerate() {
+            index.insert(*dealer, key, OrderId(i as u64 + 1));
+        }
+        for (i, (dealer, key)) in keys.iter().enumerate() {
+            assert_eq!(
+                index.get(&orders, *dealer, key),
+                Some(OrderId(i as u64 + 1))
+            );
+        }
+        assert_eq!(
+            index.get(&orders, DealerId(0), "PO-1"),
+            None,
+            "another dealer's key"
+        );
+        assert_eq!(index.get(&orders, DealerId(0), "PO-x"), None);
+        for (i, (dealer, key)) in keys.iter().enumerate().filter(|(i, _)| i % 2 == 1) {
+            index.remove(*dealer, key, OrderId(i as u64 + 1));
+        }
+        for (i, (dealer, key)) in keys.iter().enumerate() {
+            let expected = (i % 2 == 0).then_some(OrderId(i as u64 + 1));
+            assert_eq!(index.get(&orders, *dealer, key), expected);
+        }
+    }
+
+    #[test]
+    fn client_orders_beyond_the_id_bits_are_kept_apart() {
+        let orders = Orders::default();
+        let mut index = ClientOrders::default();
+        let far = OrderId(ID_MASK + 1);
+        index.insert(DealerId(1), "PO-far", far);
+        assert_eq!(index.get(&orders, DealerId(1), "PO-far"), Some(far));
+        assert_eq!(index.get(&orders, DealerId(2), "PO-far"), None);
+        index.remove(DealerId(1), "PO-far", far);
+        assert_eq!(index.get(&orders, DealerId(1), "PO-far"), None);
+    }
 }

@@ -293,8 +293,7 @@ impl Ledger {
     /// Enter a new order into the derived indexes.
     fn index_new_order(&mut self, dealer: DealerId, id: OrderId, key: &str, hold: Option<u64>) {
         let d = dealer.index();
-        let orders = &self.state.orders;
-        self.index.client_orders.insert(orders, dealer, key, id);
+        self.index.client_orders.insert(dealer, key, id);
         self.index.dealer_orders[d].push(id);
         self.index.dealer_open[d].insert(id);
         if let Some(at) = hold {
