@@ -98,7 +98,7 @@ pub(crate) struct Index {
     /// Per SKU: queued orders by (tier rank, order id); FIFO within a rank.
     pub queues: Vec<BTreeSet<(u32, OrderId)>>,
     /// Closed orders by close time, while a retention is set.
-    pub closed: BTreeSet<(u64, OrderId)>,
+    pub closed: AppendSet<(u64, OrderId)>,
     /// Per dealer: pruned ids still in `dealer_orders` (compacted when they are many).
     pub dealer_pruned: Vec<usize>,
 }

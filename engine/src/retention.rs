@@ -4,6 +4,7 @@
 //! command prunes the due ones first (at most `PRUNE_PER_APPLY_MAX`), like expiry.
 //! With retention 0 (the default) nothing is pruned and the set stays empty.
 
+use crate::append_set::AppendSet;
 use crate::ids::OrderId;
 use crate::ledger::{usage_key, Ledger};
 use crate::limits::PRUNE_PER_APPLY_MAX;
@@ -21,14 +22,16 @@ impl Ledger {
     /// order's `updated_at_ms` is its close time.
     pub(crate) fn rebuild_closed(&mut self) {
         self.index.closed = if self.state.settings.order_retention_s > 0 {
-            self.state
-                .orders
-                .iter()
-                .filter(|o| !o.status.is_open())
-                .map(|o| (o.updated_at_ms, o.id))
-                .collect()
+            AppendSet::from_keys(
+                self.state
+                    .orders
+                    .iter()
+                    .filter(|o| !o.status.is_open())
+                    .map(|o| (o.updated_at_ms, o.id))
+                    .collect(),
+            )
         } else {
-            std::collections::BTreeSet::new()
+            AppendSet::default()
         };
     }
 
@@ -40,7 +43,7 @@ impl Ledger {
         }
         let mut pruned = 0;
         while pruned < PRUNE_PER_APPLY_MAX {
-            let Some(&(closed_at_ms, id)) = self.index.closed.first() else {
+            let Some((closed_at_ms, id)) = self.index.closed.first() else {
                 break;
             };
             if closed_at_ms.saturating_add(retention_ms) > now_ms {
