@@ -5,8 +5,8 @@ use std::collections::VecDeque;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use allot_benches::{apply_ok, build_book, close_commands, OrderPool, Orders};
-use allot_engine::{Command, Effect, Event, Ledger, OrderId, SettingsPatch};
+use allot_benches::{apply_ok, build_book, close_commands, steady_book, steady_orders, Orders};
+use allot_engine::{Command, Effect, Event, Ledger, OrderId};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 /// The allocator the `allot` binary runs the engine with.
@@ -15,21 +15,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Each iteration places one 3-line order and runs the lifecycle commands that keep
 /// the mix steady (confirm + ship, or cancel, of the order placed 1,000 before).
-fn steady(c: &mut Criterion, name: &str, hot: bool, retention_s: Option<u64>) {
-    let mut ledger = build_book(900);
-    if let Some(seconds) = retention_s {
-        let patch = SettingsPatch {
-            order_retention_s: Some(seconds),
-            ..SettingsPatch::default()
-        };
-        apply_ok(
-            &mut ledger,
-            0,
-            &Command::PutSettings(patch),
-            &mut Vec::new(),
-        );
-    }
-    let mut orders = OrderPool::new(7, hot, 4_096);
+fn steady(c: &mut Criterion, name: &str, hot: bool, retention_s: u64) {
+    let mut ledger = steady_book(retention_s);
+    let mut orders = steady_orders(hot);
     let mut events = Vec::with_capacity(64);
     let mut closes = Vec::with_capacity(2);
     // One millisecond per order, so that a retention lets closed orders go.
@@ -60,18 +48,18 @@ fn steady(c: &mut Criterion, name: &str, hot: bool, retention_s: Option<u64>) {
 /// Every order is kept as history: the book grows without bound, and each order
 /// also pays for fresh memory.
 fn place_3_lines(c: &mut Criterion) {
-    steady(c, "place_3_lines", false, None);
+    steady(c, "place_3_lines", false, 0);
 }
 
 fn place_3_lines_hot(c: &mut Criterion) {
-    steady(c, "place_3_lines_hot", true, None);
+    steady(c, "place_3_lines_hot", true, 0);
 }
 
 /// The same mix with a one-second order retention: closed orders leave the book, so
 /// the book stays bounded and memory is reused (the steady state of a long-running
 /// server that sets a retention).
 fn place_3_lines_retained(c: &mut Criterion) {
-    steady(c, "place_3_lines_retained", false, Some(1));
+    steady(c, "place_3_lines_retained", false, 1);
 }
 
 /// Each iteration is one `Tick` that expires `EXPIRED_PER_TICK` holds out of

@@ -193,6 +193,30 @@ impl OrderPool {
     }
 }
 
+/// The book of the steady placement mix (`engine/place_3_lines*`, the `engine_mix`
+/// example): `build_book` with 15-minute holds and, unless 0, an order retention.
+pub fn steady_book(retention_s: u64) -> Ledger {
+    let mut ledger = build_book(900);
+    if retention_s > 0 {
+        let patch = SettingsPatch {
+            order_retention_s: Some(retention_s),
+            ..SettingsPatch::default()
+        };
+        apply_ok(
+            &mut ledger,
+            0,
+            &Command::PutSettings(patch),
+            &mut Vec::new(),
+        );
+    }
+    ledger
+}
+
+/// The orders of the steady placement mix.
+pub fn steady_orders(hot: bool) -> OrderPool {
+    OrderPool::new(7, hot, 4_096)
+}
+
 /// The steady mix around each placement: the order placed `WINDOW` orders ago is
 /// confirmed and shipped, or cancelled (alternately), so open orders and stock stay
 /// level.

@@ -7,8 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use allot_benches::{apply_ok, build_book, close_commands, OrderPool};
-use allot_engine::{Command, Effect, SettingsPatch};
+use allot_benches::{apply_ok, close_commands, steady_book, steady_orders};
+use allot_engine::Effect;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -20,18 +20,8 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let retention_s: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(0);
     let hot = args.next().is_some_and(|a| a == "hot");
-    let mut ledger = build_book(900);
-    let patch = SettingsPatch {
-        order_retention_s: Some(retention_s),
-        ..SettingsPatch::default()
-    };
-    apply_ok(
-        &mut ledger,
-        0,
-        &Command::PutSettings(patch),
-        &mut Vec::new(),
-    );
-    let mut orders = OrderPool::new(7, hot, 4_096);
+    let mut ledger = steady_book(retention_s);
+    let mut orders = steady_orders(hot);
     let mut events = Vec::with_capacity(64);
     let mut closes = Vec::with_capacity(2);
     let mut now_ms = 1;

@@ -484,7 +484,7 @@ fn codes_index<'a, T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::order::{Allocations, Order, OrderLines};
+    use crate::order::Order;
 
     fn keys() -> Vec<(DealerId, String)> {
         (0..2_000_u32)
@@ -495,20 +495,11 @@ mod tests {
     fn book(keys: &[(DealerId, String)]) -> Orders {
         let mut orders = Orders::default();
         for (i, (dealer, key)) in keys.iter().enumerate() {
-            orders.push(Order {
-                id: OrderId(i as u64 + 1),
-                client_order_id: key.clone(),
-                dealer: *dealer,
-                status: OrderStatus::Held,
-                lines: OrderLines::new(),
-                allocations: Allocations::new(),
-                total: 0,
-                rebate_used: 0,
-                backorder: false,
-                created_at_ms: 0,
-                updated_at_ms: 0,
-                hold_expires_at_ms: Some(1),
-            });
+            orders.push(Order::held_for_test(
+                OrderId(i as u64 + 1),
+                *dealer,
+                key.clone(),
+            ));
         }
         orders
     }

@@ -321,6 +321,25 @@ impl<'a> IntoIterator for &'a Orders {
 }
 
 impl Order {
+    /// An empty held order, for tests of the structures that hold orders.
+    #[cfg(test)]
+    pub(crate) fn held_for_test(id: OrderId, dealer: DealerId, client_order_id: String) -> Self {
+        Self {
+            id,
+            client_order_id,
+            dealer,
+            status: OrderStatus::Held,
+            lines: OrderLines::new(),
+            allocations: Allocations::new(),
+            total: 0,
+            rebate_used: 0,
+            backorder: false,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            hold_expires_at_ms: Some(1),
+        }
+    }
+
     /// What the order holds against the dealer's credit: its total less rebate.
     pub fn credit_amount(&self) -> i64 {
         self.total - self.rebate_used
@@ -533,20 +552,7 @@ mod tests {
     use super::*;
 
     fn order(id: u64) -> Order {
-        Order {
-            id: OrderId(id),
-            client_order_id: format!("k{id}"),
-            dealer: DealerId(0),
-            status: OrderStatus::Held,
-            lines: OrderLines::new(),
-            allocations: Allocations::new(),
-            total: 0,
-            rebate_used: 0,
-            backorder: false,
-            created_at_ms: 0,
-            updated_at_ms: 0,
-            hold_expires_at_ms: Some(1),
-        }
+        Order::held_for_test(OrderId(id), DealerId(0), format!("k{id}"))
     }
 
     #[test]
