@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use allot_benches::{apply_ok, build_book, close_commands, steady_book, steady_orders, Orders};
+use allot_benches::{apply_ok, build_book, close_window, steady_book, steady_orders, Orders};
 use allot_engine::{Command, Effect, Event, Ledger, OrderId};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -19,7 +19,6 @@ fn steady(c: &mut Criterion, name: &str, hot: bool, retention_s: u64) {
     let mut ledger = steady_book(retention_s);
     let mut orders = steady_orders(hot);
     let mut events = Vec::with_capacity(64);
-    let mut closes = Vec::with_capacity(2);
     // One millisecond per order, so that a retention lets closed orders go.
     let mut now_ms = 1;
     let mut group = c.benchmark_group("engine");
@@ -33,10 +32,7 @@ fn steady(c: &mut Criterion, name: &str, hot: bool, retention_s: u64) {
                 let Ok(Effect::OrderPlaced(id)) = outcome.result else {
                     panic!("placement refused: {outcome:?}");
                 };
-                close_commands(id, &mut closes);
-                for close in closes.drain(..) {
-                    apply_ok(&mut ledger, now_ms, &close, &mut events);
-                }
+                close_window(&mut ledger, now_ms, id, &mut events);
                 events.clear();
             }
             start.elapsed()

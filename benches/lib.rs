@@ -180,14 +180,15 @@ impl OrderPool {
 
     /// The next order, with a key never used before.
     pub fn next_order(&mut self) -> &Command {
-        use std::fmt::Write;
         self.next += 1;
         let slot = (self.next % self.commands.len() as u64) as usize;
         let command = &mut self.commands[slot];
         if let Command::PlaceOrder(request) = command {
             request.client_order_id.clear();
-            write!(request.client_order_id, "PO-{}", self.next)
-                .expect("writing to a String cannot fail");
+            request.client_order_id.push_str("PO-");
+            request
+                .client_order_id
+                .push_str(itoa::Buffer::new().format(self.next));
         }
         command
     }
@@ -222,26 +223,31 @@ pub fn steady_orders(hot: bool) -> OrderPool {
 /// level.
 pub const WINDOW: u64 = 1_000;
 
-/// Lifecycle commands that close the order `placed - WINDOW`, if there is one.
-pub fn close_commands(placed: OrderId, out: &mut Vec<Command>) {
-    let Some(old) = placed.0.checked_sub(WINDOW).filter(|&o| o > 0) else {
-        return;
-    };
-    let order = OrderId(old);
-    if old % 2 == 0 {
-        out.push(Command::ActOnOrder {
-            order,
-            action: OrderAction::Confirm,
-        });
-        out.push(Command::ActOnOrder {
-            order,
-            action: OrderAction::Ship,
-        });
+/// The lifecycle actions that close the order `placed - WINDOW`, if there is one:
+/// apply `Command::ActOnOrder { order, action }` for each action, in order.
+pub fn close_actions(placed: OrderId) -> (OrderId, &'static [OrderAction]) {
+    let old = placed.0.saturating_sub(WINDOW);
+    let actions: &[OrderAction] = if old == 0 {
+        &[]
+    } else if old % 2 == 0 {
+        &[OrderAction::Confirm, OrderAction::Ship]
     } else {
-        out.push(Command::ActOnOrder {
-            order,
-            action: OrderAction::Cancel,
-        });
+        &[OrderAction::Cancel]
+    };
+    (OrderId(old), actions)
+}
+
+/// Apply the commands of [`close_actions`] for the order `placed`, insisting on
+/// success.
+pub fn close_window(ledger: &mut Ledger, now_ms: u64, placed: OrderId, events: &mut Vec<Event>) {
+    let (order, actions) = close_actions(placed);
+    for &action in actions {
+        apply_ok(
+            ledger,
+            now_ms,
+            &Command::ActOnOrder { order, action },
+            events,
+        );
     }
 }
 

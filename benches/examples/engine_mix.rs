@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use allot_benches::{apply_ok, close_commands, steady_book, steady_orders};
+use allot_benches::{close_window, steady_book, steady_orders};
 use allot_engine::Effect;
 
 #[global_allocator]
@@ -23,7 +23,6 @@ fn main() {
     let mut ledger = steady_book(retention_s);
     let mut orders = steady_orders(hot);
     let mut events = Vec::with_capacity(64);
-    let mut closes = Vec::with_capacity(2);
     let mut now_ms = 1;
     for round in 0..ROUNDS {
         let (mut placing, mut closing) = (Duration::ZERO, Duration::ZERO);
@@ -36,11 +35,8 @@ fn main() {
             let Ok(Effect::OrderPlaced(id)) = outcome.result else {
                 panic!("placement refused: {outcome:?}");
             };
-            close_commands(id, &mut closes);
             let closing_from = Instant::now();
-            for close in closes.drain(..) {
-                apply_ok(&mut ledger, now_ms, &close, &mut events);
-            }
+            close_window(&mut ledger, now_ms, id, &mut events);
             closing += closing_from.elapsed();
             events.clear();
         }

@@ -3,8 +3,8 @@
 //! first, ties by warehouse code. A line may be split across warehouses. Backorder
 //! fills take stock in the same order.
 
-use crate::catalog::Sku;
 use crate::ids::{PromotionId, RegionId, SkuId, WarehouseId};
+use crate::stock::StockCell;
 
 /// One validated, priced line of an order being placed.
 #[derive(Clone, Debug)]
@@ -23,55 +23,104 @@ pub(crate) struct Scratch {
     pub lines: Vec<LinePlan>,
     pub sku_ids: Vec<Option<SkuId>>,
     pub sorted_skus: Vec<SkuId>,
-    /// (sort key, warehouse, available) of one SKU's candidate cells.
-    pub candidates: Vec<(u64, WarehouseId, u64)>,
-    pub picks: Vec<(WarehouseId, u64)>,
+    pub pick: PickScratch,
 }
 
-/// Choose where `qty` units of `sku` come from, for a dealer in `region`, into `picks`
-/// as (warehouse, units); returns the units found (less than `qty` if stock is short).
+/// Buffers of one line's allocation.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PickScratch {
+    /// (region bit, units not available, cell index) of one SKU's candidate cells,
+    /// when a line is split.
+    pub candidates: Vec<(u64, u64, usize)>,
+    /// Cells picked, as (cell index, units).
+    pub picks: Vec<(usize, u64)>,
+    /// The picks as (warehouse, units).
+    pub reserved: Vec<(WarehouseId, u64)>,
+}
+
+/// Where a warehouse stands in allocation order, for one region: the out-of-region
+/// bit, then the warehouse's rank in code order (the tie-break).
+pub(crate) fn warehouse_place(own: RegionId, region: RegionId, rank: u32) -> u64 {
+    (u64::from(own != region) << 32) | u64::from(rank)
+}
+
+/// Choose where `qty` units of a SKU with `cells` come from, for a dealer in `region`,
+/// into `picks` as (cell index, units); returns the units found (less than `qty` if
+/// stock is short). `warehouses` gives each warehouse's (region, code rank).
 pub(crate) fn pick_warehouses(
-    sku: &Sku,
+    cells: &[StockCell],
     region: RegionId,
-    warehouse_region: impl Fn(WarehouseId) -> RegionId,
-    warehouse_rank: &[u32],
+    warehouses: &[(RegionId, u32)],
     qty: u64,
-    candidates: &mut Vec<(u64, WarehouseId, u64)>,
-    picks: &mut Vec<(WarehouseId, u64)>,
+    candidates: &mut Vec<(u64, u64, usize)>,
+    picks: &mut Vec<(usize, u64)>,
 ) -> u64 {
     picks.clear();
     candidates.clear();
-    for cell in &sku.cells {
-        let available = cell.available();
-        if available == 0 {
-            continue;
-        }
-        // One integer orders the first two criteria: the out-of-region bit on top,
-        // then available descending (quantities are bounded far below 2^63); the code
-        // rank breaks ties.
-        let other_region = u64::from(warehouse_region(cell.warehouse) != region);
-        let key = (other_region << 63) | ((u64::MAX >> 1) - available.min(u64::MAX >> 1));
-        candidates.push((key, cell.warehouse, available));
-    }
-    let order_key =
-        |&(key, warehouse, _): &(u64, WarehouseId, u64)| (key, warehouse_rank[warehouse.index()]);
-    // Usually the first warehouse covers the line: find it in one pass and sort only
-    // when the line must be split.
-    if let Some(first) = candidates.iter().min_by_key(|c| order_key(c)) {
-        if first.2 >= qty {
-            picks.push((first.1, qty));
+    let place = |cell: &StockCell| {
+        let (own, rank) = warehouses[cell.warehouse.index()];
+        warehouse_place(own, region, rank)
+    };
+    // In-region first, then most available, then code rank. Usually the first
+    // warehouse covers the line: find it (among the dealer's region's cells, or if
+    // none has stock, among the others), and list and sort the candidates only when
+    // the line must be split.
+    let best = best_cell(cells, warehouses, |own| own == region)
+        .or_else(|| best_cell(cells, warehouses, |own| own != region));
+    match best {
+        None => return 0,
+        Some((i, available)) if available >= qty => {
+            picks.push((i, qty));
             return qty;
         }
+        Some(_) => {}
     }
-    candidates.sort_unstable_by_key(order_key);
+    for (i, cell) in cells.iter().enumerate() {
+        let available = cell.available();
+        if available > 0 {
+            let place = place(cell);
+            // Region bit, then available descending, then rank.
+            candidates.push((place >> 32, u64::MAX - available, i));
+        }
+    }
+    candidates.sort_unstable_by_key(|&(region_bit, unavailable, i)| {
+        (
+            region_bit,
+            unavailable,
+            warehouses[cells[i].warehouse.index()].1,
+        )
+    });
     let mut remaining = qty;
-    for &(_, warehouse, available) in candidates.iter() {
+    for &(_, unavailable, i) in candidates.iter() {
         if remaining == 0 {
             break;
         }
-        let take = available.min(remaining);
-        picks.push((warehouse, take));
+        let take = (u64::MAX - unavailable).min(remaining);
+        picks.push((i, take));
         remaining -= take;
     }
     qty - remaining
+}
+
+/// The cell with most available (ties by warehouse rank) among the cells with stock
+/// whose warehouse region passes `in_group`, as (index, available).
+fn best_cell(
+    cells: &[StockCell],
+    warehouses: &[(RegionId, u32)],
+    in_group: impl Fn(RegionId) -> bool,
+) -> Option<(usize, u64)> {
+    let mut best: Option<(usize, u64, u32)> = None;
+    for (i, cell) in cells.iter().enumerate() {
+        let (own, rank) = warehouses[cell.warehouse.index()];
+        let available = cell.available();
+        if available == 0 || !in_group(own) {
+            continue;
+        }
+        if best
+            .is_none_or(|(_, most, first)| available > most || (available == most && rank < first))
+        {
+            best = Some((i, available, rank));
+        }
+    }
+    best.map(|(i, available, _)| (i, available))
 }

@@ -61,10 +61,15 @@ impl<K: Ord + Copy> AppendSet<K> {
 
     /// The position of live `key` in `queue`.
     fn find(&self, key: K) -> Option<usize> {
+        let (front, back) = self.queue.as_slices();
+        let i = match back.first() {
+            Some(&(first, _)) if first <= key => front.len() + lower_bound(back, key),
+            _ => lower_bound(front, key),
+        };
         self.queue
-            .binary_search_by(|&(k, _)| k.cmp(&key))
-            .ok()
-            .filter(|&i| self.queue[i].1)
+            .get(i)
+            .filter(|&&(k, live)| k == key && live)
+            .map(|_| i)
     }
 
     /// Removes `key`; returns whether it was there.
@@ -128,12 +133,71 @@ impl<K: Ord + Copy> AppendSet<K> {
     }
 }
 
+/// The first position in sorted `entries` whose key is not below `key`. The loop
+/// has no data-dependent branch (the halving is a conditional move), which matters
+/// here: the position of a removed key is as good as random.
+fn lower_bound<K: Ord + Copy>(entries: &[(K, bool)], key: K) -> usize {
+    let mut base = 0;
+    let mut size = entries.len();
+    while size > 1 {
+        let half = size / 2;
+        if entries[base + half].0 < key {
+            base += half;
+        }
+        size -= half;
+    }
+    base + usize::from(entries.get(base).is_some_and(|&(k, _)| k < key))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn keys<K: Ord + Copy>(set: &AppendSet<K>) -> Vec<K> {
         set.iter().collect()
+    }
+
+    #[test]
+    fn lower_bound_agrees_with_partition_point() {
+        for len in 0..40_u32 {
+            let entries: Vec<(u32, bool)> = (0..len).map(|i| (2 * i + 1, i % 3 != 0)).collect();
+            for key in 0..=2 * len + 2 {
+                assert_eq!(
+                    lower_bound(&entries, key),
+                    entries.partition_point(|&(k, _)| k < key),
+                    "{len} entries, key {key}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn keys_are_found_across_the_deque_wrap() {
+        let mut set = AppendSet::default();
+        // Pop from the front and push at the back until the ring buffer wraps.
+        for key in 0..64_u64 {
+            set.insert(key);
+        }
+        let mut wrapped = false;
+        for next in 64..200_u64 {
+            assert_eq!(set.pop_first(), Some(next - 64));
+            set.insert(next);
+            let (front, back) = set.queue.as_slices();
+            wrapped |= !back.is_empty();
+            for key in next - 63..=next {
+                let i = set.find(key).expect("every key in the set is found");
+                assert_eq!(
+                    set.queue[i].0,
+                    key,
+                    "{} + {} entries",
+                    front.len(),
+                    back.len()
+                );
+            }
+            assert_eq!(set.find(next + 1), None);
+            assert_eq!(set.find(next - 64), None);
+        }
+        assert!(wrapped, "the deque wrapped at least once");
     }
 
     #[test]

@@ -18,7 +18,7 @@ impl Ledger {
             debug_assert!(self.index.queues[sku.index()].is_empty());
             return;
         }
-        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut scratch = self.take_scratch();
         loop {
             let available = self.state.skus[sku.index()].available();
             if available == 0 {
@@ -41,10 +41,9 @@ impl Ledger {
                 .expect("queued line exists");
             let take = order.lines[line].backordered.min(available);
             let region = self.state.dealers[order.dealer.index()].region;
-            let (candidates, picks) = (&mut scratch.candidates, &mut scratch.picks);
-            self.pick_and_reserve(sku, region, take, candidates, picks);
+            self.pick_and_reserve(sku, region, take, &mut scratch.pick);
             let mut remaining = self.state.orders[slot].lines[line].backordered;
-            for &(warehouse, qty) in &scratch.picks {
+            for &(warehouse, qty) in &scratch.pick.reserved {
                 remaining -= qty;
                 let order = &mut self.state.orders[slot];
                 let line_index = line as u32;
@@ -83,7 +82,7 @@ impl Ledger {
                 }
             }
         }
-        self.scratch = scratch;
+        self.scratch = Some(scratch);
     }
 
     /// Every line of a backordered order is whole: it is held (its hold clock starts

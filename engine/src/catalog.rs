@@ -246,6 +246,7 @@ impl Ledger {
         let region = self.intern_region(&spec.region);
         if let Some(&id) = self.index.warehouses.get(spec.code.as_str()) {
             self.state.warehouses[id.index()].region = region;
+            self.rank_warehouses();
         } else {
             let id = WarehouseId(self.state.warehouses.len() as u32);
             self.state.warehouses.push(Warehouse {

@@ -78,6 +78,8 @@ pub(crate) struct Index {
     pub warehouses: FxHashMap<String, WarehouseId>,
     /// Warehouse position in code order, the tie-break of allocation.
     pub warehouse_rank: Vec<u32>,
+    /// Per warehouse: its region and `warehouse_rank`, side by side for allocation.
+    pub warehouse_places: Vec<(RegionId, u32)>,
     pub skus: FxHashMap<String, SkuId>,
     /// SKUs in code order, for paged stock listings.
     pub skus_by_code: BTreeMap<String, SkuId>,
@@ -255,8 +257,9 @@ pub struct Outcome {
 pub struct Ledger {
     pub(crate) state: State,
     pub(crate) index: Index,
-    /// Scratch space reused by placements, so the hot path does not allocate for it.
-    pub(crate) scratch: crate::allocation::Scratch,
+    /// Scratch space reused by placements, so the hot path does not allocate for it;
+    /// boxed so that lending it out (see `take_scratch`) moves a pointer.
+    pub(crate) scratch: Option<Box<crate::allocation::Scratch>>,
 }
 
 impl PartialEq for Ledger {
@@ -329,6 +332,12 @@ impl Ledger {
     /// The last event sequence number given out (0 before the first event).
     pub fn last_event_seq(&self) -> u64 {
         self.state.next_event_seq
+    }
+
+    /// The scratch space, lent out while a command uses it beside `&mut self`; give it
+    /// back by assigning `Some(scratch)` to `self.scratch`.
+    pub(crate) fn take_scratch(&mut self) -> Box<crate::allocation::Scratch> {
+        self.scratch.take().unwrap_or_default()
     }
 
     pub(crate) fn emit(&mut self, now_ms: u64, kind: EventKind, events: &mut Vec<Event>) {
@@ -447,7 +456,8 @@ impl Ledger {
         self.index.queues = queues;
     }
 
-    /// Recompute the warehouses' code order (when one is added).
+    /// Recompute the warehouses' code order and places (when one is added or moves
+    /// region).
     pub(crate) fn rank_warehouses(&mut self) {
         let mut by_code: Vec<usize> = (0..self.state.warehouses.len()).collect();
         by_code.sort_by(|&a, &b| {
@@ -459,6 +469,13 @@ impl Ledger {
         for (position, &warehouse) in by_code.iter().enumerate() {
             rank[warehouse] = position as u32;
         }
+        self.index.warehouse_places = self
+            .state
+            .warehouses
+            .iter()
+            .zip(&rank)
+            .map(|(warehouse, &rank)| (warehouse.region, rank))
+            .collect();
         self.index.warehouse_rank = rank;
     }
 }

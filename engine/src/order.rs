@@ -176,7 +176,10 @@ pub const INLINE_LINES: usize = 3;
 /// book never moves millions of orders at once to grow: appending is O(1) without
 /// the latency spike of a large vector's reallocation. A pruned order (see
 /// `Settings::order_retention_s`) leaves an empty slot, and a chunk whose orders were
-/// all pruned is freed, so a book with retention stays bounded.
+/// all pruned is freed, so a book with retention stays bounded; the most recently
+/// freed chunk is kept as a spare and becomes the next new chunk, so a book in steady
+/// state with retention reuses its memory instead of faulting in a fresh chunk
+/// (about 20 MB) every `ORDERS_PER_CHUNK` orders.
 #[derive(
     Clone,
     Debug,
@@ -195,6 +198,36 @@ pub struct Orders {
     live: Vec<u32>,
     /// Slots given out: the last order id.
     len: usize,
+    /// An emptied chunk's allocation, kept for the next chunk (not book state).
+    #[serde(skip)]
+    #[rkyv(with = rkyv::with::Skip)]
+    spare: SpareChunk,
+}
+
+/// The allocation of a freed chunk of [`Orders`], empty but with its capacity. It is
+/// not part of the book: it compares equal to any other, is not serialized, and a
+/// clone does not copy it.
+#[derive(Default)]
+struct SpareChunk(Vec<Option<Order>>);
+
+impl Clone for SpareChunk {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for SpareChunk {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for SpareChunk {}
+
+impl std::fmt::Debug for SpareChunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SpareChunk(capacity {})", self.0.capacity())
+    }
 }
 
 /// Orders per chunk of [`Orders`].
@@ -211,6 +244,7 @@ impl Orders {
     }
 
     /// The order in `slot`, unless there is none or it was pruned.
+    #[inline]
     pub fn get(&self, slot: usize) -> Option<&Order> {
         self.chunks
             .get(slot / ORDERS_PER_CHUNK)?
@@ -229,9 +263,15 @@ impl Orders {
             };
             if let (Some(previous), Some(0)) = (self.chunks.last_mut(), self.live.last()) {
                 // Its orders were all pruned while it was the last chunk.
-                *previous = Vec::new();
+                let emptied = std::mem::take(previous);
+                self.keep_spare(emptied);
             }
-            self.chunks.push(Vec::with_capacity(capacity));
+            let chunk = if capacity > 0 && self.spare.0.capacity() >= capacity {
+                std::mem::take(&mut self.spare.0)
+            } else {
+                Vec::with_capacity(capacity)
+            };
+            self.chunks.push(chunk);
             self.live.push(0);
         }
         let multi_chunk = self.chunks.len() > 1;
@@ -261,9 +301,19 @@ impl Orders {
         *entry = None;
         self.live[chunk] -= 1;
         if self.live[chunk] == 0 && chunk + 1 < self.chunks.len() {
-            self.chunks[chunk] = Vec::new();
+            let emptied = std::mem::take(&mut self.chunks[chunk]);
+            self.keep_spare(emptied);
         }
         true
+    }
+
+    /// Keeps an emptied chunk's allocation for the next chunk, unless a spare as big
+    /// is kept already (then it is freed).
+    fn keep_spare(&mut self, mut emptied: Vec<Option<Order>>) {
+        if emptied.capacity() > self.spare.0.capacity() {
+            emptied.clear();
+            self.spare.0 = emptied;
+        }
     }
 
     /// The orders not pruned, in id order.
@@ -295,6 +345,7 @@ impl Orders {
 impl std::ops::Index<usize> for Orders {
     type Output = Order;
 
+    #[inline]
     fn index(&self, slot: usize) -> &Order {
         self.chunks[slot / ORDERS_PER_CHUNK][slot % ORDERS_PER_CHUNK]
             .as_ref()
@@ -303,6 +354,7 @@ impl std::ops::Index<usize> for Orders {
 }
 
 impl std::ops::IndexMut<usize> for Orders {
+    #[inline]
     fn index_mut(&mut self, slot: usize) -> &mut Order {
         self.chunks[slot / ORDERS_PER_CHUNK][slot % ORDERS_PER_CHUNK]
             .as_mut()
@@ -381,11 +433,15 @@ impl Ledger {
     ) -> Result<Effect, Rejection> {
         let slot = self.order_slot(id)?;
         let from = self.state.orders[slot].status;
-        let to = action.target(from).ok_or(Rejection::InvalidTransition {
-            order: id,
-            from,
-            action,
-        })?;
+        // A `let else`, not `ok_or`: a rejection built eagerly is dropped on every
+        // success, and dropping one is a call.
+        let Some(to) = action.target(from) else {
+            return Err(Rejection::InvalidTransition {
+                order: id,
+                from,
+                action,
+            });
+        };
         let dealer = self.state.orders[slot].dealer;
         match action {
             OrderAction::Confirm | OrderAction::Approve => self.confirm(slot)?,
@@ -438,8 +494,12 @@ impl Ledger {
         let order = &self.state.orders[slot];
         let dealer_id = order.dealer;
         let rate = i128::from(self.state.dealers[dealer_id.index()].rebate_rate_bp);
-        let rebate = i64::try_from(i128::from(order.total) * rate / 10_000)
-            .map_err(|_| Rejection::overflow("rebate_balance"))?;
+        let rebate = if rate == 0 {
+            0
+        } else {
+            i64::try_from(i128::from(order.total) * rate / 10_000)
+                .map_err(|_| Rejection::overflow("rebate_balance"))?
+        };
         let balance = self.state.dealers[dealer_id.index()]
             .rebate_balance
             .checked_add(rebate)
@@ -541,9 +601,10 @@ impl Ledger {
     }
 
     pub(crate) fn order_slot(&self, id: OrderId) -> Result<usize, Rejection> {
-        id.slot()
-            .filter(|&slot| self.state.orders.get(slot).is_some())
-            .ok_or(Rejection::UnknownOrder { order: id })
+        match id.slot() {
+            Some(slot) if self.state.orders.get(slot).is_some() => Ok(slot),
+            _ => Err(Rejection::UnknownOrder { order: id }),
+        }
     }
 }
 
@@ -598,6 +659,11 @@ mod tests {
             orders.chunks[0].capacity() == 0,
             "the emptied chunk is freed"
         );
+        assert_eq!(
+            orders.spare.0.capacity(),
+            ORDERS_PER_CHUNK,
+            "its allocation is kept for the next chunk"
+        );
         assert!(orders.get(0).is_none() && !orders.remove(0));
         assert_eq!(orders.len(), count, "ids are never reused");
         assert!(orders
@@ -618,5 +684,36 @@ mod tests {
         let decoded = rkyv::from_bytes::<Orders, rkyv::rancor::Error>(&bytes).expect("decodes");
         assert_eq!(decoded, orders);
         assert!(decoded.is_well_formed());
+    }
+
+    #[test]
+    fn an_emptied_chunk_becomes_the_next_chunk() {
+        let mut orders = Orders::default();
+        for id in 1..=2 * ORDERS_PER_CHUNK as u64 {
+            orders.push(order(id));
+        }
+        let first = orders.chunks[0].as_ptr();
+        for slot in 0..ORDERS_PER_CHUNK {
+            assert!(orders.remove(slot));
+        }
+        let encode = |orders: &Orders| {
+            rkyv::to_bytes::<rkyv::rancor::Error>(orders)
+                .expect("encodes")
+                .to_vec()
+        };
+        assert_eq!(
+            encode(&orders),
+            encode(&orders.clone()),
+            "the spare is not part of the book"
+        );
+        assert_eq!(orders.clone().spare.0.capacity(), 0, "nor of its clones");
+        orders.push(order(2 * ORDERS_PER_CHUNK as u64 + 1));
+        assert_eq!(orders.chunks[2].as_ptr(), first, "the allocation is reused");
+        assert_eq!(orders.spare.0.capacity(), 0);
+        assert_eq!(
+            orders[2 * ORDERS_PER_CHUNK].id.0,
+            2 * ORDERS_PER_CHUNK as u64 + 1
+        );
+        assert!(orders.is_well_formed());
     }
 }

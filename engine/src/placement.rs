@@ -2,11 +2,11 @@
 //! credit, allocation, then either all-or-nothing rejection or reservation plus
 //! backorder queueing. Everything is checked before anything changes.
 
-use crate::allocation::{pick_warehouses, LinePlan, Scratch};
+use crate::allocation::{pick_warehouses, LinePlan, PickScratch, Scratch};
 use crate::command::{PlaceOrder, Unit};
 use crate::error::{Rejection, ShortLine};
 use crate::event::{Event, EventKind};
-use crate::ids::{is_valid_client_order_id, DealerId, OrderId, RegionId, SkuId, WarehouseId};
+use crate::ids::{is_valid_client_order_id, DealerId, OrderId, RegionId, SkuId};
 use crate::ledger::{usage_key, Effect, Ledger};
 use crate::limits::{MONEY_MAX, QTY_MAX};
 use crate::order::{Allocation, Order, OrderLine, OrderStatus};
@@ -31,9 +31,9 @@ impl Ledger {
             .ok_or_else(|| Rejection::UnknownDealer {
                 dealer: request.dealer.clone(),
             })?;
-        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut scratch = self.take_scratch();
         let result = self.place_with(now_ms, request, dealer, &mut scratch, events);
-        self.scratch = scratch;
+        self.scratch = Some(scratch);
         result
     }
 
@@ -219,9 +219,8 @@ impl Ledger {
         for (i, (plan, request_line)) in scratch.lines.iter().zip(&request.lines).enumerate() {
             let take = plan.qty.min(plan.available);
             if take > 0 {
-                let (candidates, picks) = (&mut scratch.candidates, &mut scratch.picks);
-                self.pick_and_reserve(plan.sku, region, take, candidates, picks);
-                for &(warehouse, qty) in &scratch.picks {
+                self.pick_and_reserve(plan.sku, region, take, &mut scratch.pick);
+                for &(warehouse, qty) in &scratch.pick.reserved {
                     allocations.push(Allocation {
                         line: i as u32,
                         warehouse,
@@ -301,39 +300,34 @@ impl Ledger {
         }
     }
 
-    /// Reserve `qty` units of a cell for an order.
-    fn reserve(&mut self, sku: SkuId, warehouse: WarehouseId, qty: u64) {
-        let sku = &mut self.state.skus[sku.index()];
-        let cell = sku.cell_mut(warehouse).expect("picked cells exist");
-        cell.reserved += qty;
-        assert!(cell.reserved <= cell.on_hand, "reservation within on_hand");
-        sku.reserved += qty;
-    }
-
     /// Reserve `qty` available units of `sku` for a dealer in `region`, from the
-    /// warehouses in allocation order; `picks` says where they came from.
+    /// warehouses in allocation order; `reserved` says where they came from, as
+    /// (warehouse, units).
     pub(crate) fn pick_and_reserve(
         &mut self,
         sku: SkuId,
         region: RegionId,
         qty: u64,
-        candidates: &mut Vec<(u64, WarehouseId, u64)>,
-        picks: &mut Vec<(WarehouseId, u64)>,
+        scratch: &mut PickScratch,
     ) {
-        let warehouses = &self.state.warehouses;
+        let sku = &mut self.state.skus[sku.index()];
         let found = pick_warehouses(
-            &self.state.skus[sku.index()],
+            &sku.cells,
             region,
-            |w| warehouses[w.index()].region,
-            &self.index.warehouse_rank,
+            &self.index.warehouse_places,
             qty,
-            candidates,
-            picks,
+            &mut scratch.candidates,
+            &mut scratch.picks,
         );
         assert_eq!(found, qty, "available stock is in the cells");
-        for &(warehouse, units) in picks.iter() {
-            self.reserve(sku, warehouse, units);
+        scratch.reserved.clear();
+        for &(i, units) in &scratch.picks {
+            let cell = &mut sku.cells[i];
+            cell.reserved += units;
+            assert!(cell.reserved <= cell.on_hand, "reservation within on_hand");
+            scratch.reserved.push((cell.warehouse, units));
         }
+        sku.reserved += qty;
     }
 
     /// When a hold that starts now ends.

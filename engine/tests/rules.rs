@@ -392,6 +392,31 @@ fn allocation_prefers_region_then_most_available_then_code() {
 }
 
 #[test]
+fn allocation_follows_a_warehouse_that_moves_region() {
+    let mut book = Book::new();
+    book.receive("S1", "WA", 5);
+    book.receive("S1", "WC", 50);
+    let id = book.place("a", &[("S1", 2)]).unwrap();
+    assert_eq!(book.allocations(id), vec![(0, "WA".into(), 2)]);
+    // WC joins the dealer's region and WA leaves it: WC is now the only one in region.
+    for (code, region) in [("WC", "north"), ("WA", "east")] {
+        book.ok(Command::PutWarehouse(WarehouseSpec {
+            code: code.into(),
+            region: region.into(),
+        }));
+    }
+    let id = book.place("b", &[("S1", 2)]).unwrap();
+    assert_eq!(book.allocations(id), vec![(0, "WC".into(), 2)]);
+    // And a restored book allocates the same way.
+    book.ledger = Ledger::restore(&book.ledger.snapshot()).unwrap();
+    let id = book.place("c", &[("S1", 49)]).unwrap();
+    assert_eq!(
+        book.allocations(id),
+        vec![(0, "WC".into(), 48), (0, "WA".into(), 1)]
+    );
+}
+
+#[test]
 fn backorder_filled_across_two_receives_then_held() {
     let mut book = Book::new();
     book.ok(Command::PutSettings(SettingsPatch {
