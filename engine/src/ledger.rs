@@ -123,6 +123,13 @@ pub(crate) struct ClientOrders {
     tag_mask: u64,
 }
 
+/// Where a key lives in [`ClientOrders`]: its part and hash tag.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KeyLocation {
+    part: usize,
+    tag: u64,
+}
+
 /// `ClientOrders` parts (a power of two).
 const CLIENT_ORDER_PARTS: usize = 64;
 /// Bits of an order id in an index word, and of the hash tag beside it.
@@ -147,8 +154,9 @@ impl ClientOrders {
         }
     }
 
-    /// The part and the tag of a key: independent bits of its hash.
-    fn locate(&self, dealer: DealerId, key: &str) -> (usize, u64) {
+    /// The part and the tag of a key: independent bits of its hash. A placement
+    /// locates its key once, for the lookup and then the insert.
+    pub fn locate(&self, dealer: DealerId, key: &str) -> KeyLocation {
         use std::hash::{BuildHasher, Hash, Hasher};
         let mut hasher = rustc_hash::FxBuildHasher.build_hasher();
         dealer.hash(&mut hasher);
@@ -157,7 +165,7 @@ impl ClientOrders {
         let part_bits = CLIENT_ORDER_PARTS.trailing_zeros();
         let part = (hash >> (64 - part_bits)) as usize;
         let tag = (hash >> (64 - part_bits - TAG_BITS)) & self.tag_mask;
-        (part, tag)
+        KeyLocation { part, tag }
     }
 
     /// The table hash of a tag: the tag is all a stored word keeps of its key, so the
@@ -171,7 +179,18 @@ impl ClientOrders {
     }
 
     pub fn get(&self, orders: &Orders, dealer: DealerId, key: &str) -> Option<OrderId> {
-        let (part, tag) = self.locate(dealer, key);
+        self.get_at(self.locate(dealer, key), orders, dealer, key)
+    }
+
+    /// [`Self::get`] of a key located already.
+    pub fn get_at(
+        &self,
+        at: KeyLocation,
+        orders: &Orders,
+        dealer: DealerId,
+        key: &str,
+    ) -> Option<OrderId> {
+        let KeyLocation { part, tag } = at;
         let found = self.parts[part].find(Self::table_hash(tag), |&word| {
             word >> ID_BITS == tag
                 && OrderId(word & ID_MASK)
@@ -190,11 +209,16 @@ impl ClientOrders {
 
     /// Adds the key of a new order (the key is not in the index).
     pub fn insert(&mut self, dealer: DealerId, key: &str, id: OrderId) {
+        self.insert_at(self.locate(dealer, key), dealer, key, id);
+    }
+
+    /// [`Self::insert`] of a key located already.
+    pub fn insert_at(&mut self, at: KeyLocation, dealer: DealerId, key: &str, id: OrderId) {
         if id.0 > ID_MASK {
             self.overflow.insert((dealer, key.to_owned()), id);
             return;
         }
-        let (part, tag) = self.locate(dealer, key);
+        let KeyLocation { part, tag } = at;
         self.parts[part].insert_unique(Self::table_hash(tag), (tag << ID_BITS) | id.0, |&word| {
             Self::word_hash(word)
         });
@@ -206,7 +230,7 @@ impl ClientOrders {
             self.overflow.remove(&(dealer, key.to_owned()));
             return;
         }
-        let (part, tag) = self.locate(dealer, key);
+        let KeyLocation { part, tag } = self.locate(dealer, key);
         let word = (tag << ID_BITS) | id.0;
         if let Ok(entry) = self.parts[part].find_entry(Self::table_hash(tag), |&w| w == word) {
             entry.remove();

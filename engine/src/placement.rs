@@ -6,10 +6,21 @@ use crate::allocation::{pick_warehouses, LinePlan, PickScratch, Scratch};
 use crate::command::{PlaceOrder, Unit};
 use crate::error::{Rejection, ShortLine};
 use crate::event::{Event, EventKind};
-use crate::ids::{is_valid_client_order_id, DealerId, OrderId, RegionId, SkuId};
-use crate::ledger::{usage_key, Effect, Ledger};
+use crate::ids::{is_valid_client_order_id, DealerId, OrderId, PromotionId, RegionId, SkuId};
+use crate::ledger::{usage_key, Effect, KeyLocation, Ledger};
 use crate::limits::{MONEY_MAX, QTY_MAX};
 use crate::order::{Allocation, Order, OrderLine, OrderStatus};
+
+/// What a checked placement passes on to be committed.
+#[derive(Clone, Copy)]
+struct Placed {
+    dealer: DealerId,
+    /// Where its idempotency key goes.
+    key_at: KeyLocation,
+    total: i64,
+    /// Whether some line is short (the order is backordered).
+    short: bool,
+}
 
 impl Ledger {
     pub(crate) fn place(
@@ -52,10 +63,9 @@ impl Ledger {
                 .iter()
                 .map(|l| self.index.skus.get(l.sku.as_str()).copied()),
         );
-        let known =
-            self.index
-                .client_orders
-                .get(&self.state.orders, dealer, &request.client_order_id);
+        let key = &request.client_order_id;
+        let key_at = self.index.client_orders.locate(dealer, key);
+        let known = (self.index.client_orders).get_at(key_at, &self.state.orders, dealer, key);
         if let Some(id) = known {
             let order = &self.state.orders[self.order_slot(id)?];
             return if order.same_request(request, &scratch.sku_ids) {
@@ -98,7 +108,13 @@ impl Ledger {
                 .collect();
             return Err(Rejection::InsufficientStock { lines });
         }
-        let id = self.commit_order(now_ms, request, dealer, total, short, scratch, events);
+        let placed = Placed {
+            dealer,
+            key_at,
+            total,
+            short,
+        };
+        let id = self.commit_order(now_ms, request, placed, scratch, events);
         Ok(Effect::OrderPlaced(id))
     }
 
@@ -165,13 +181,8 @@ impl Ledger {
                 available: sku.available(),
             });
         }
-        scratch.sorted_skus.clear();
-        scratch
-            .sorted_skus
-            .extend(scratch.lines.iter().map(|l| l.sku));
-        scratch.sorted_skus.sort_unstable();
-        if let Some(pair) = scratch.sorted_skus.windows(2).find(|w| w[0] == w[1]) {
-            let code = &self.state.skus[pair[0].index()].code;
+        if let Some(sku) = repeated_sku(&scratch.lines, &mut scratch.sorted_skus) {
+            let code = &self.state.skus[sku.index()].code;
             return Err(Rejection::invalid(
                 "lines",
                 format!("SKU `{code}` appears twice"),
@@ -181,17 +192,20 @@ impl Ledger {
     }
 
     /// Make the checked order real. Cannot fail: everything was checked.
-    #[allow(clippy::too_many_arguments)]
     fn commit_order(
         &mut self,
         now_ms: u64,
         request: &PlaceOrder,
-        dealer: DealerId,
-        total: i64,
-        short: bool,
+        placed: Placed,
         scratch: &mut Scratch,
         events: &mut Vec<Event>,
     ) -> OrderId {
+        let Placed {
+            dealer,
+            key_at,
+            total,
+            short,
+        } = placed;
         let id = OrderId(self.state.orders.len() as u64 + 1);
         let account = &self.state.dealers[dealer.index()];
         let region = account.region;
@@ -248,12 +262,7 @@ impl Ledger {
                 self.emit(now_ms, kind, events);
             }
             if let Some(promotion) = plan.promotion {
-                self.state.promotions[promotion.index()].used += plan.qty;
-                *self
-                    .state
-                    .promotion_usage
-                    .entry(usage_key(promotion, dealer))
-                    .or_insert(0) += plan.qty;
+                self.use_promotion(promotion, dealer, plan.qty);
             }
             lines.push(OrderLine {
                 sku: plan.sku,
@@ -282,17 +291,34 @@ impl Ledger {
             updated_at_ms: now_ms,
             hold_expires_at_ms,
         });
-        self.index_new_order(dealer, id, &request.client_order_id, hold_expires_at_ms);
+        let key = (key_at, request.client_order_id.as_str());
+        self.index_new_order(dealer, id, key, hold_expires_at_ms);
         for plan in &scratch.lines {
             self.check_low_stock(plan.sku, now_ms, events);
         }
         id
     }
 
+    /// Count `qty` units sold at `promotion`'s price, in all and to `dealer`.
+    fn use_promotion(&mut self, promotion: PromotionId, dealer: DealerId, qty: u64) {
+        self.state.promotions[promotion.index()].used += qty;
+        *self
+            .state
+            .promotion_usage
+            .entry(usage_key(promotion, dealer))
+            .or_insert(0) += qty;
+    }
+
     /// Enter a new order into the derived indexes.
-    fn index_new_order(&mut self, dealer: DealerId, id: OrderId, key: &str, hold: Option<u64>) {
+    fn index_new_order(
+        &mut self,
+        dealer: DealerId,
+        id: OrderId,
+        (key_at, key): (KeyLocation, &str),
+        hold: Option<u64>,
+    ) {
         let d = dealer.index();
-        self.index.client_orders.insert(dealer, key, id);
+        self.index.client_orders.insert_at(key_at, dealer, key, id);
         self.index.dealer_orders[d].push(id);
         self.index.dealer_open[d].insert(id);
         if let Some(at) = hold {
@@ -334,4 +360,22 @@ impl Ledger {
     pub(crate) fn hold_deadline(&self, now_ms: u64) -> u64 {
         now_ms.saturating_add(self.state.settings.hold_ttl_s * 1000)
     }
+}
+
+/// The smallest SKU that more than one line names, if any: pairwise for a few lines,
+/// by sorting (into `sorted`) for many.
+fn repeated_sku(lines: &[LinePlan], sorted: &mut Vec<SkuId>) -> Option<SkuId> {
+    const PAIRWISE_MAX: usize = 8;
+    if lines.len() <= PAIRWISE_MAX {
+        return lines
+            .iter()
+            .enumerate()
+            .filter(|&(i, line)| lines[i + 1..].iter().any(|l| l.sku == line.sku))
+            .map(|(_, line)| line.sku)
+            .min();
+    }
+    sorted.clear();
+    sorted.extend(lines.iter().map(|l| l.sku));
+    sorted.sort_unstable();
+    sorted.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
 }

@@ -392,6 +392,31 @@ fn allocation_prefers_region_then_most_available_then_code() {
 }
 
 #[test]
+fn a_sku_on_two_lines_is_refused_by_name() {
+    let mut book = Book::new();
+    for i in 3..=12 {
+        book.put_sku(&format!("S{i}"), 10, |_| {});
+        book.receive(&format!("S{i}"), "WA", 100);
+    }
+    book.receive("S1", "WA", 100);
+    book.receive("S2", "WA", 100);
+    let reason = |result: Result<OrderId, Rejection>| match result {
+        Err(Rejection::Invalid { field, reason }) if field == "lines" => reason,
+        other => panic!("expected an invalid lines field, got {other:?}"),
+    };
+    // A few lines, and more than a few: both name the SKU (the first in id order
+    // when several repeat).
+    let few = book.place("a", &[("S2", 1), ("S1", 1), ("S2", 1), ("S1", 1)]);
+    assert_eq!(reason(few), "SKU `S1` appears twice");
+    let codes: Vec<String> = (3..=12).map(|i| format!("S{i}")).collect();
+    let mut lines: Vec<(&str, u64)> = codes.iter().map(|c| (c.as_str(), 1)).collect();
+    lines.push(("S7", 2));
+    assert_eq!(reason(book.place("b", &lines)), "SKU `S7` appears twice");
+    lines.pop();
+    assert!(book.place("c", &lines).is_ok(), "ten distinct SKUs");
+}
+
+#[test]
 fn allocation_follows_a_warehouse_that_moves_region() {
     let mut book = Book::new();
     book.receive("S1", "WA", 5);
