@@ -253,7 +253,7 @@ impl Ledger {
                 code: spec.code.clone(),
                 region,
             });
-            self.index.warehouses.insert(spec.code.clone(), id);
+            self.index.warehouses.insert(&spec.code, id);
             self.rank_warehouses();
         }
         Ok(Effect::Applied)
@@ -305,7 +305,7 @@ impl Ledger {
                 // stocked, so nothing ran low.
                 below_threshold: spec.low_stock_threshold > 0,
             });
-            self.index.skus.insert(spec.code.clone(), id);
+            self.index.skus.insert(&spec.code, id);
             self.index.skus_by_code.insert(spec.code.clone(), id);
             self.index.queues.push(std::collections::BTreeSet::new());
             id
@@ -344,7 +344,7 @@ impl Ledger {
                 credit_used: 0,
                 rebate_balance: 0,
             });
-            self.index.dealers.insert(spec.code.clone(), id);
+            self.index.dealers.insert(&spec.code, id);
             self.index.dealer_orders.push(Vec::new());
             self.index.dealer_open.push(AppendSet::default());
             self.index.dealer_pruned.push(0);
@@ -394,7 +394,7 @@ impl Ledger {
                 per_dealer_limit: None,
                 used: 0,
             });
-            self.index.promotions.insert(spec.code.clone(), id);
+            self.index.promotions.insert(&spec.code, id);
             let promotions = &self.state.promotions;
             let list = self.index.sku_promotions.entry(sku).or_default();
             let at = list.partition_point(|p| promotions[p.index()].code < spec.code);

@@ -12,6 +12,7 @@ use rustc_hash::FxHashMap;
 
 use crate::append_set::AppendSet;
 use crate::catalog::{Dealer, Promotion, Sku, Warehouse};
+use crate::code_index::CodeIndex;
 use crate::command::{plain_data, Command};
 use crate::error::Rejection;
 use crate::event::{Event, EventKind};
@@ -75,16 +76,16 @@ pub(crate) fn usage_key(promotion: PromotionId, dealer: DealerId) -> u64 {
 pub(crate) struct Index {
     pub tiers: FxHashMap<String, TierId>,
     pub regions: FxHashMap<String, RegionId>,
-    pub warehouses: FxHashMap<String, WarehouseId>,
+    pub warehouses: CodeIndex<WarehouseId>,
     /// Warehouse position in code order, the tie-break of allocation.
     pub warehouse_rank: Vec<u32>,
     /// Per warehouse: its region and `warehouse_rank`, side by side for allocation.
     pub warehouse_places: Vec<(RegionId, u32)>,
-    pub skus: FxHashMap<String, SkuId>,
+    pub skus: CodeIndex<SkuId>,
     /// SKUs in code order, for paged stock listings.
     pub skus_by_code: BTreeMap<String, SkuId>,
-    pub dealers: FxHashMap<String, DealerId>,
-    pub promotions: FxHashMap<String, PromotionId>,
+    pub dealers: CodeIndex<DealerId>,
+    pub promotions: CodeIndex<PromotionId>,
     /// Promotions of each SKU, in code order (the tie-break between equal prices).
     /// Only SKUs with promotions have an entry: a small map that stays in cache, where
     /// a list per SKU would cost a cache miss per order line.
@@ -416,10 +417,11 @@ impl Ledger {
             promotions: codes_index(state.promotions.iter().map(|p| &p.code), PromotionId),
             ..Index::default()
         };
-        index.skus_by_code = index
+        index.skus_by_code = state
             .skus
             .iter()
-            .map(|(code, &id)| (code.clone(), id))
+            .enumerate()
+            .map(|(i, sku)| (sku.code.clone(), SkuId(i as u32)))
             .collect();
         for (i, promotion) in state.promotions.iter().enumerate() {
             index
@@ -512,13 +514,13 @@ fn names_index<T>(names: &[String], id: impl Fn(u32) -> T) -> FxHashMap<String, 
         .collect()
 }
 
-fn codes_index<'a, T>(
+fn codes_index<'a, T: Copy>(
     codes: impl Iterator<Item = &'a String>,
     id: impl Fn(u32) -> T,
-) -> FxHashMap<String, T> {
+) -> CodeIndex<T> {
     codes
         .enumerate()
-        .map(|(i, code)| (code.clone(), id(i as u32)))
+        .map(|(i, code)| (code.as_str(), id(i as u32)))
         .collect()
 }
 

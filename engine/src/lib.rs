@@ -29,6 +29,7 @@ mod allocation;
 mod append_set;
 mod backorder;
 mod catalog;
+mod code_index;
 pub mod codec;
 pub mod command;
 mod credit;
