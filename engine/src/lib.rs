@@ -8,6 +8,7 @@
 //! Modules, in the order a command meets them:
 //! - [`command`]: the commands (plain data; logged by the WAL with rkyv, see [`codec`]);
 //! - [`ledger`]: the book ([`State`]), derived indexes, `apply`'s dispatch;
+//!   `code_index`: codes to ids, keys inline;
 //! - `catalog`: warehouses, SKUs, dealers, promotions, settings (upserts);
 //! - `placement`: placing an order (idempotency, validation, credit, all-or-nothing);
 //! - `pricing`: promotion, tier, region and base prices;
