@@ -3,6 +3,8 @@
 //! first, ties by warehouse code. A line may be split across warehouses. Backorder
 //! fills take stock in the same order.
 
+use std::cmp::Reverse;
+
 use crate::ids::{PromotionId, RegionId, SkuId, WarehouseId};
 use crate::stock::StockCell;
 
@@ -26,22 +28,19 @@ pub(crate) struct Scratch {
     pub pick: PickScratch,
 }
 
+/// A cell with stock, as it sorts in allocation order: out of the dealer's region
+/// last, most available first, then by warehouse code rank; and the cell's index.
+pub(crate) type Candidate = (bool, Reverse<u64>, u32, usize);
+
 /// Buffers of one line's allocation.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct PickScratch {
-    /// (region bit, units not available, cell index) of one SKU's candidate cells,
-    /// when a line is split.
-    pub candidates: Vec<(u64, u64, usize)>,
+    /// One SKU's cells with stock, when a line is split.
+    pub candidates: Vec<Candidate>,
     /// Cells picked, as (cell index, units).
     pub picks: Vec<(usize, u64)>,
     /// The picks as (warehouse, units).
     pub reserved: Vec<(WarehouseId, u64)>,
-}
-
-/// Where a warehouse stands in allocation order, for one region: the out-of-region
-/// bit, then the warehouse's rank in code order (the tie-break).
-pub(crate) fn warehouse_place(own: RegionId, region: RegionId, rank: u32) -> u64 {
-    (u64::from(own != region) << 32) | u64::from(rank)
 }
 
 /// Choose where `qty` units of a SKU with `cells` come from, for a dealer in `region`,
@@ -52,15 +51,11 @@ pub(crate) fn pick_warehouses(
     region: RegionId,
     warehouses: &[(RegionId, u32)],
     qty: u64,
-    candidates: &mut Vec<(u64, u64, usize)>,
+    candidates: &mut Vec<Candidate>,
     picks: &mut Vec<(usize, u64)>,
 ) -> u64 {
     picks.clear();
     candidates.clear();
-    let place = |cell: &StockCell| {
-        let (own, rank) = warehouses[cell.warehouse.index()];
-        warehouse_place(own, region, rank)
-    };
     // In-region first, then most available, then code rank. Usually the first
     // warehouse covers the line: find it (among the dealer's region's cells, or if
     // none has stock, among the others), and list and sort the candidates only when
@@ -78,24 +73,17 @@ pub(crate) fn pick_warehouses(
     for (i, cell) in cells.iter().enumerate() {
         let available = cell.available();
         if available > 0 {
-            let place = place(cell);
-            // Region bit, then available descending, then rank.
-            candidates.push((place >> 32, u64::MAX - available, i));
+            let (own, rank) = warehouses[cell.warehouse.index()];
+            candidates.push((own != region, Reverse(available), rank, i));
         }
     }
-    candidates.sort_unstable_by_key(|&(region_bit, unavailable, i)| {
-        (
-            region_bit,
-            unavailable,
-            warehouses[cells[i].warehouse.index()].1,
-        )
-    });
+    candidates.sort_unstable();
     let mut remaining = qty;
-    for &(_, unavailable, i) in candidates.iter() {
+    for &(_, Reverse(available), _, i) in candidates.iter() {
         if remaining == 0 {
             break;
         }
-        let take = (u64::MAX - unavailable).min(remaining);
+        let take = available.min(remaining);
         picks.push((i, take));
         remaining -= take;
     }

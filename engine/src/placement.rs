@@ -63,9 +63,9 @@ impl Ledger {
                 .iter()
                 .map(|l| self.index.skus.get(l.sku.as_str()).copied()),
         );
-        let key = &request.client_order_id;
-        let key_at = self.index.client_orders.locate(dealer, key);
-        let known = (self.index.client_orders).get_at(key_at, &self.state.orders, dealer, key);
+        let (keys, key) = (&self.index.client_orders, &request.client_order_id);
+        let key_at = keys.locate(dealer, key);
+        let known = keys.get_at(key_at, &self.state.orders, dealer, key);
         if let Some(id) = known {
             let order = &self.state.orders[self.order_slot(id)?];
             return if order.same_request(request, &scratch.sku_ids) {
