@@ -1,5 +1,6 @@
 //! Benchmarks for allot live in this package's bench targets:
-//! - `engine.rs`: `engine/place_3_lines`, `engine/place_3_lines_hot`, `engine/tick_expire`;
+//! - `engine.rs`: `engine/place_3_lines`, `engine/place_3_lines_hot`,
+//!   `engine/place_3_lines_retained`, `engine/tick_expire`;
 //! - `wal.rs`: `wal/group_commit`, `wal/replay`;
 //! - `examples/ledger_memory.rs`: resident memory of a ledger with 1,000,000 open orders;
 //! - `examples/engine_mix.rs`: the `place_3_lines` mix with placements and lifecycle
@@ -225,7 +226,7 @@ pub const WINDOW: u64 = 1_000;
 
 /// The lifecycle actions that close the order `placed - WINDOW`, if there is one:
 /// apply `Command::ActOnOrder { order, action }` for each action, in order.
-pub fn close_actions(placed: OrderId) -> (OrderId, &'static [OrderAction]) {
+fn close_actions(placed: OrderId) -> (OrderId, &'static [OrderAction]) {
     let old = placed.0.saturating_sub(WINDOW);
     let actions: &[OrderAction] = if old == 0 {
         &[]

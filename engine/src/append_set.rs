@@ -5,9 +5,10 @@
 //! In-order keys append to a sorted deque: O(1) to add, to take the first and to find
 //! it, where a B-tree pays a search and node splits for each. A key that would break
 //! the order (the TTL was shortened, or the clock stepped back) goes to a small
-//! ordered set instead. A removed key is found by binary search and marked; marks at
-//! the front are dropped at once, and the deque is compacted when marks outnumber
-//! live keys, so it stays within twice the live keys.
+//! ordered set instead. A removed key is found by a search galloping from the front
+//! (removed keys are usually among the oldest) and marked; marks at the front are
+//! dropped at once, and the deque is compacted when marks outnumber live keys, so it
+//! stays within twice the live keys.
 
 use std::collections::{BTreeSet, VecDeque};
 
