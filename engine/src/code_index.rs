@@ -20,24 +20,53 @@ const INLINE_LEN: usize = 23;
 struct InlineKey([u64; 3]);
 
 impl InlineKey {
+    /// The key of `code`, if it fits inline. Built from whole-word loads (overlapping
+    /// ones for a partial last word) so that the key stays in registers: a key
+    /// assembled byte by byte goes through the stack, and reading it back as wider
+    /// words cannot be forwarded from those narrow stores, which stalls the lookup
+    /// until every earlier store has reached the cache.
+    #[inline]
     fn new(code: &str) -> Option<Self> {
         let bytes = code.as_bytes();
-        if bytes.len() > INLINE_LEN {
+        let len = bytes.len();
+        if len > INLINE_LEN {
             return None;
         }
-        let mut words = [0_u64; 3];
-        let whole = bytes.chunks_exact(8);
-        let rest = whole.remainder();
-        let mut i = 0;
-        for chunk in whole {
-            words[i] = u64::from_le_bytes(chunk.try_into().expect("chunks of 8 bytes"));
-            i += 1;
-        }
-        for (j, &byte) in rest.iter().enumerate() {
-            words[i] |= u64::from(byte) << (8 * j);
-        }
-        words[2] |= (bytes.len() as u64) << 56;
-        Some(Self(words))
+        let load8 =
+            |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("eight bytes"));
+        // Bytes `from..len` (fewer than 8, len ≥ 8) as the low bytes of a word.
+        let tail = |from: usize| load8(len - 8) >> (8 * (8 - (len - from)));
+        let first = if len >= 8 {
+            load8(0)
+        } else if len >= 4 {
+            let load4 = |at: usize| {
+                u64::from(u32::from_le_bytes(
+                    bytes[at..at + 4].try_into().expect("four bytes"),
+                ))
+            };
+            load4(0) | load4(len - 4) << (8 * (len - 4))
+        } else if len > 0 {
+            let byte = |at: usize| u64::from(bytes[at]) << (8 * at);
+            byte(0) | byte(len / 2) | byte(len - 1)
+        } else {
+            0
+        };
+        let second = if len >= 16 {
+            load8(8)
+        } else if len > 8 {
+            tail(8)
+        } else {
+            0
+        };
+        let third = if len > 16 { tail(16) } else { 0 };
+        Some(Self([first, second, third | (len as u64) << 56]))
+    }
+
+    /// Word by word: compared as one wide value, a key in registers would be written
+    /// to the stack in words and read back wide (see `new`).
+    #[inline]
+    fn matches(&self, other: &Self) -> bool {
+        self.0[0] == other.0[0] && self.0[1] == other.0[1] && self.0[2] == other.0[2]
     }
 
     /// Folded multiplies (the high and low halves of a 128-bit product, xored), which
@@ -77,7 +106,7 @@ impl<V: Copy> CodeIndex<V> {
         match InlineKey::new(code) {
             Some(key) => self
                 .inline
-                .find(key.hash(), |&(k, _)| k == key)
+                .find(key.hash(), |(k, _)| k.matches(&key))
                 .map(|(_, value)| value),
             None => self.long.get(code),
         }
@@ -90,7 +119,7 @@ impl<V: Copy> CodeIndex<V> {
             return;
         };
         let hash = key.hash();
-        match self.inline.find_mut(hash, |&(k, _)| k == key) {
+        match self.inline.find_mut(hash, |(k, _)| k.matches(&key)) {
             Some(entry) => entry.1 = value,
             None => {
                 self.inline
@@ -151,6 +180,38 @@ mod tests {
         assert_eq!(index.get("a"), Some(&1_000), "insert replaces");
         assert_eq!(index.get(&"b".repeat(40)), Some(&1_001));
         assert_eq!(index.len(), codes.len() + 1);
+    }
+
+    /// The key as specified: bytes little-endian in three words, zero-padded, the
+    /// length in the top byte.
+    fn key_byte_by_byte(code: &str) -> [u64; 3] {
+        let mut words = [0_u64; 3];
+        for (i, &byte) in code.as_bytes().iter().enumerate() {
+            words[i / 8] |= u64::from(byte) << (8 * (i % 8));
+        }
+        words[2] |= (code.len() as u64) << 56;
+        words
+    }
+
+    #[test]
+    fn keys_built_from_word_loads_match_the_byte_layout() {
+        // Distinct bytes at every position, so a byte loaded into the wrong place or
+        // twice shows, for every inline length.
+        let alphabet: Vec<u8> = (b'!'..=b'~').collect();
+        for len in 0..=INLINE_LEN {
+            for offset in 0..3 {
+                let code: String = (0..len)
+                    .map(|i| char::from(alphabet[(i * 7 + offset * 13) % alphabet.len()]))
+                    .collect();
+                let key = InlineKey::new(&code).expect("inline length");
+                assert_eq!(key.0, key_byte_by_byte(&code), "{code:?}");
+                assert!(key.matches(&InlineKey(key_byte_by_byte(&code))));
+            }
+        }
+        assert_eq!(InlineKey::new(&"x".repeat(INLINE_LEN + 1)), None);
+        let one = InlineKey::new("ab").expect("short");
+        let other = InlineKey::new("ac").expect("short");
+        assert!(!one.matches(&other));
     }
 
     #[test]

@@ -311,29 +311,38 @@ impl Ledger {
     pub fn apply(&mut self, now_ms: u64, command: &Command, events: &mut Vec<Event>) -> Outcome {
         let expired = self.expire_due(now_ms, events);
         let pruned = self.prune_due(now_ms);
-        let result = match command {
-            Command::PutWarehouse(spec) => self.put_warehouse(spec),
-            Command::PutSku(spec) => self.put_sku(spec, now_ms, events),
-            Command::PutDealer(spec) => self.put_dealer(spec),
-            Command::PutPromotion(spec) => self.put_promotion(spec),
-            Command::PutSettings(patch) => self.put_settings(patch),
+        // Handlers' results travel as `Result<Effect, Box<Rejection>>`, two words
+        // that stay in registers; the 48-byte `Result<Effect, Rejection>` went through
+        // the stack, written in narrow stores and copied out in wide loads, which
+        // cannot be forwarded from the store buffer and so waited for every store
+        // before them to reach the cache (the new order's lines among them).
+        let result: Result<Effect, Box<Rejection>> = match command {
+            Command::PutWarehouse(spec) => self.put_warehouse(spec).map_err(Box::new),
+            Command::PutSku(spec) => self.put_sku(spec, now_ms, events).map_err(Box::new),
+            Command::PutDealer(spec) => self.put_dealer(spec).map_err(Box::new),
+            Command::PutPromotion(spec) => self.put_promotion(spec).map_err(Box::new),
+            Command::PutSettings(patch) => self.put_settings(patch).map_err(Box::new),
             Command::Receive {
                 sku,
                 warehouse,
                 qty,
-            } => self.receive(sku, warehouse, *qty, now_ms, events),
+            } => self
+                .receive(sku, warehouse, *qty, now_ms, events)
+                .map_err(Box::new),
             Command::Adjust {
                 sku,
                 warehouse,
                 on_hand,
-            } => self.adjust(sku, warehouse, *on_hand, now_ms, events),
+            } => self
+                .adjust(sku, warehouse, *on_hand, now_ms, events)
+                .map_err(Box::new),
             Command::PlaceOrder(request) => self.place(now_ms, request, events),
-            Command::ActOnOrder { order, action } => {
-                self.act_on_order(now_ms, *order, *action, events)
-            }
-            Command::RecordPayment { dealer, amount } => {
-                self.record_payment(dealer, *amount, now_ms, events)
-            }
+            Command::ActOnOrder { order, action } => self
+                .act_on_order(now_ms, *order, *action, events)
+                .map_err(Box::new),
+            Command::RecordPayment { dealer, amount } => self
+                .record_payment(dealer, *amount, now_ms, events)
+                .map_err(Box::new),
             Command::Tick => Ok(Effect::Ticked { expired }),
         };
         // A replay and a tick that expired nothing change nothing; expiries always do.
@@ -341,7 +350,10 @@ impl Ledger {
             || pruned > 0
             || matches!(&result, Ok(effect)
                 if !matches!(effect, Effect::OrderReplayed(_) | Effect::Ticked { .. }));
-        Outcome { result, changed }
+        Outcome {
+            result: result.map_err(|rejection| *rejection),
+            changed,
+        }
     }
 
     /// The tenant's settings.

@@ -28,12 +28,13 @@ impl Ledger {
         now_ms: u64,
         request: &PlaceOrder,
         events: &mut Vec<Event>,
-    ) -> Result<Effect, Rejection> {
+    ) -> Result<Effect, Box<Rejection>> {
         if !is_valid_client_order_id(&request.client_order_id) {
             return Err(Rejection::invalid(
                 "client_order_id",
                 "must be 1-128 printable ASCII characters",
-            ));
+            )
+            .into());
         }
         let dealer = *self
             .index
@@ -55,7 +56,7 @@ impl Ledger {
         dealer: DealerId,
         scratch: &mut Scratch,
         events: &mut Vec<Event>,
-    ) -> Result<Effect, Rejection> {
+    ) -> Result<Effect, Box<Rejection>> {
         scratch.sku_ids.clear();
         scratch.sku_ids.extend(
             request
@@ -71,7 +72,7 @@ impl Ledger {
             return if order.same_request(request, &scratch.sku_ids) {
                 Ok(Effect::OrderReplayed(id))
             } else {
-                Err(Rejection::IdempotencyConflict { order: id })
+                Err(Rejection::IdempotencyConflict { order: id }.into())
             };
         }
         let total = self.plan_lines(now_ms, request, dealer, scratch)?;
@@ -80,19 +81,21 @@ impl Ledger {
             return Err(Rejection::invalid(
                 "use_rebate",
                 format!("must be between 0 and {MONEY_MAX}"),
-            ));
+            )
+            .into());
         }
         let allowed = account.rebate_balance.min(total);
         if request.use_rebate > allowed {
             return Err(Rejection::RebateExceeded {
                 requested: request.use_rebate,
                 allowed,
-            });
+            }
+            .into());
         }
         let needed = total - request.use_rebate;
         let available = account.available_credit();
         if needed > available {
-            return Err(Rejection::CreditExceeded { needed, available });
+            return Err(Rejection::CreditExceeded { needed, available }.into());
         }
         let short = scratch.lines.iter().any(|l| l.available < l.qty);
         if short && !request.backorder {
@@ -106,7 +109,7 @@ impl Ledger {
                     available: l.available,
                 })
                 .collect();
-            return Err(Rejection::InsufficientStock { lines });
+            return Err(Rejection::InsufficientStock { lines }.into());
         }
         let placed = Placed {
             dealer,
