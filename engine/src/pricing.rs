@@ -11,6 +11,11 @@ use crate::ledger::{usage_key, Ledger};
 impl Ledger {
     /// The unit price of `qty` units of `sku` for `dealer` at `now_ms`, and the
     /// promotion that gives it, if any.
+    ///
+    /// Inlined, with the list price returned in a register: the pair returned from a
+    /// call went through memory in narrow stores read back by a wide load, which
+    /// stalls until every earlier store has reached the cache.
+    #[inline]
     pub(crate) fn price(
         &self,
         sku: SkuId,
@@ -18,22 +23,30 @@ impl Ledger {
         qty: u64,
         now_ms: u64,
     ) -> (i64, Option<PromotionId>) {
-        if let Some((price, promotion)) = self.best_promotion(sku, dealer, qty, now_ms) {
-            return (price, Some(promotion));
+        if !self.index.sku_promotions.is_empty() {
+            if let Some((price, promotion)) = self.best_promotion(sku, dealer, qty, now_ms) {
+                return (price, Some(promotion));
+            }
         }
+        (self.list_price(sku, dealer), None)
+    }
+
+    /// The dealer's price of `sku` without promotions: its tier price, else its region
+    /// price, else the base price.
+    fn list_price(&self, sku: SkuId, dealer: DealerId) -> i64 {
         let sku = &self.state.skus[sku.index()];
         let account = &self.state.dealers[dealer.index()];
         if let Some(p) = sku.tier_prices.iter().find(|p| p.tier == account.tier) {
-            return (p.price, None);
+            return p.price;
         }
         if let Some(p) = sku
             .region_prices
             .iter()
             .find(|p| p.region == account.region)
         {
-            return (p.price, None);
+            return p.price;
         }
-        (sku.base_price, None)
+        sku.base_price
     }
 
     fn best_promotion(
