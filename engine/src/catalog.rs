@@ -33,8 +33,8 @@ plain_data! {
         pub split_case: bool,
         pub min_qty: u64,
         pub base_price: i64,
-        pub tier_prices: Vec<TierPrice>,
-        pub region_prices: Vec<RegionPrice>,
+        pub tier_prices: TierPrices,
+        pub region_prices: RegionPrices,
         pub low_stock_threshold: u64,
         pub attributes: BTreeMap<String, String>,
         /// Stock per warehouse, one cell per warehouse ever stocked, in creation order.
@@ -89,6 +89,12 @@ plain_data! {
         pub used: u64,
     }
 }
+
+/// A SKU's tier prices: one inline in the SKU, in the room a `Vec` takes, so that
+/// pricing a line does not follow a pointer (a cache miss) for a SKU with one.
+pub type TierPrices = smallvec::SmallVec<[TierPrice; 1]>;
+/// A SKU's region prices, one inline as for [`TierPrices`].
+pub type RegionPrices = smallvec::SmallVec<[RegionPrice; 1]>;
 
 impl Sku {
     /// `on_hand - reserved` over every warehouse.
@@ -293,8 +299,8 @@ impl Ledger {
                 split_case: true,
                 min_qty: 0,
                 base_price: 0,
-                tier_prices: Vec::new(),
-                region_prices: Vec::new(),
+                tier_prices: TierPrices::new(),
+                region_prices: RegionPrices::new(),
                 low_stock_threshold: 0,
                 attributes: BTreeMap::new(),
                 cells: StockCells::new(),

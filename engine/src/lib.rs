@@ -48,7 +48,9 @@ pub mod query;
 mod retention;
 mod stock;
 
-pub use catalog::{Dealer, Promotion, RegionPrice, Sku, TierPrice, Warehouse};
+pub use catalog::{
+    Dealer, Promotion, RegionPrice, RegionPrices, Sku, TierPrice, TierPrices, Warehouse,
+};
 pub use codec::{decode_command, encode_command, CodecError};
 pub use command::{
     Command, DealerSpec, LineRequest, PlaceOrder, PromotionSpec, SettingsPatch, SkuSpec, Unit,
