@@ -230,8 +230,13 @@ impl std::fmt::Debug for SpareChunk {
     }
 }
 
-/// Orders per chunk of [`Orders`].
-const ORDERS_PER_CHUNK: usize = 1 << 16;
+/// Orders per chunk of [`Orders`]: about 1.2 MB of orders. Small enough that, in a
+/// book with retention, the chunk emptied last (the spare) was written recently and is
+/// still in the CPU's caches when new orders are written into it; chunks of 65,536
+/// (about 20 MB) came back cold, and writing each new order waited on memory.
+/// Snapshots record the chunks as they are; one written with another chunk size is
+/// re-chunked when restored (see [`Orders::rechunked`]).
+const ORDERS_PER_CHUNK: usize = 1 << 12;
 
 impl Orders {
     /// How many orders were ever placed (the last id), pruned ones included.
@@ -321,8 +326,55 @@ impl Orders {
         self.chunks.iter().flatten().flatten()
     }
 
+    /// These orders in chunks of this build's size, for a book decoded from a snapshot
+    /// that may have been written with another: every chunk but the last holds the
+    /// same number of slots (or was freed, empty, with no live orders). `None` if the
+    /// decoded chunks do not fit that shape; the result still goes through
+    /// [`Orders::is_well_formed`].
+    pub(crate) fn rechunked(self) -> Option<Self> {
+        let Some((last, earlier)) = self.chunks.split_last() else {
+            return Some(self);
+        };
+        let decoded_size = if earlier.is_empty() {
+            last.len()
+        } else {
+            self.len.checked_sub(last.len())? / earlier.len()
+        };
+        if decoded_size == ORDERS_PER_CHUNK
+            || (earlier.is_empty() && last.len() <= ORDERS_PER_CHUNK)
+        {
+            return Some(self);
+        }
+        let shaped = (1..=DECODED_CHUNK_MAX).contains(&decoded_size)
+            && self.live.len() == self.chunks.len()
+            && earlier
+                .len()
+                .checked_mul(decoded_size)?
+                .checked_add(last.len())?
+                == self.len
+            && earlier
+                .iter()
+                .zip(&self.live)
+                .all(|(c, &live)| c.len() == decoded_size || (c.is_empty() && live == 0));
+        if !shaped {
+            return None;
+        }
+        let mut rebuilt = Rechunk::default();
+        for chunk in self.chunks {
+            if chunk.is_empty() {
+                rebuilt.skip(decoded_size);
+            } else {
+                for slot in chunk {
+                    rebuilt.push(slot);
+                }
+            }
+        }
+        Some(rebuilt.finish())
+    }
+
     /// Whether the chunks, counts and `len` agree (a decoded book is checked before
-    /// use): every chunk but the last is full or freed, the last is not empty.
+    /// use): every chunk but the last is full or freed, the last is not empty and
+    /// not over full.
     pub(crate) fn is_well_formed(&self) -> bool {
         let Some((last, earlier)) = self.chunks.split_last() else {
             return self.len == 0 && self.live.is_empty();
@@ -333,12 +385,76 @@ impl Orders {
                 .zip(&self.live)
                 .all(|(c, &live)| c.len() == ORDERS_PER_CHUNK || (c.is_empty() && live == 0))
             && !last.is_empty()
+            && last.len() <= ORDERS_PER_CHUNK
             && self
                 .chunks
                 .iter()
                 .zip(&self.live)
                 .all(|(c, &live)| c.iter().filter(|o| o.is_some()).count() == live as usize)
             && earlier.len() * ORDERS_PER_CHUNK + last.len() == self.len
+    }
+}
+
+/// The largest chunk size [`Orders::rechunked`] accepts from a snapshot (every build
+/// of allot so far used at most 65,536), so that a forged snapshot cannot make it
+/// build millions of chunks.
+const DECODED_CHUNK_MAX: usize = 1 << 20;
+
+/// Builds [`Orders`] slot by slot in this build's chunking (see
+/// [`Orders::rechunked`]). Chunks that end with no live order are freed, as pruning
+/// frees them, except the last.
+#[derive(Default)]
+struct Rechunk {
+    orders: Orders,
+}
+
+impl Rechunk {
+    fn push(&mut self, slot: Option<Order>) {
+        let orders = &mut self.orders;
+        if orders.len % ORDERS_PER_CHUNK == 0 {
+            orders.chunks.push(Vec::with_capacity(ORDERS_PER_CHUNK));
+            orders.live.push(0);
+        }
+        let live = slot.is_some();
+        orders
+            .chunks
+            .last_mut()
+            .expect("a chunk was just ensured")
+            .push(slot);
+        *orders.live.last_mut().expect("a count per chunk") += u32::from(live);
+        orders.len += 1;
+    }
+
+    /// `count` pruned slots.
+    fn skip(&mut self, mut count: usize) {
+        while count > 0 && self.orders.len % ORDERS_PER_CHUNK != 0 {
+            self.push(None);
+            count -= 1;
+        }
+        // Whole chunks of pruned slots: a freed chunk each, but keep the last slots
+        // as a chunk of its own in case nothing follows (the last chunk is never
+        // freed).
+        while count > ORDERS_PER_CHUNK {
+            self.orders.chunks.push(Vec::new());
+            self.orders.live.push(0);
+            self.orders.len += ORDERS_PER_CHUNK;
+            count -= ORDERS_PER_CHUNK;
+        }
+        for _ in 0..count {
+            self.push(None);
+        }
+    }
+
+    fn finish(mut self) -> Orders {
+        let orders = &mut self.orders;
+        if let Some((_, earlier)) = orders.chunks.split_last_mut() {
+            for (chunk, &live) in earlier.iter_mut().zip(&orders.live) {
+                if live == 0 {
+                    *chunk = Vec::new();
+                }
+            }
+        }
+        self.orders
     }
 }
 
@@ -609,7 +725,7 @@ impl Ledger {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn order(id: u64) -> Order {
@@ -684,6 +800,115 @@ mod tests {
         let decoded = rkyv::from_bytes::<Orders, rkyv::rancor::Error>(&bytes).expect("decodes");
         assert_eq!(decoded, orders);
         assert!(decoded.is_well_formed());
+    }
+
+    impl Orders {
+        /// Moves the first chunk's last slot to the start of the second chunk: chunks
+        /// of two sizes, which no build writes.
+        pub(crate) fn unevenly_for_test(&mut self) {
+            let moved = self.chunks[0].pop().expect("a full first chunk");
+            self.chunks[1].insert(0, moved);
+        }
+    }
+
+    /// `orders` as a build with chunks of `size` would have stored them: full chunks,
+    /// freed ones where no order is left, the last one partial.
+    pub(crate) fn chunked_as(orders: &Orders, size: usize) -> Orders {
+        let mut chunks: Vec<Vec<Option<Order>>> = Vec::new();
+        let mut live = Vec::new();
+        for slot in 0..orders.len() {
+            if slot % size == 0 {
+                chunks.push(Vec::new());
+                live.push(0);
+            }
+            let order = orders.get(slot).cloned();
+            *live.last_mut().expect("a count per chunk") += u32::from(order.is_some());
+            chunks.last_mut().expect("a chunk").push(order);
+        }
+        let last = chunks.len().saturating_sub(1);
+        for (i, chunk) in chunks.iter_mut().enumerate() {
+            if i < last && live[i] == 0 {
+                *chunk = Vec::new();
+            }
+        }
+        Orders {
+            chunks,
+            live,
+            len: orders.len(),
+            spare: SpareChunk::default(),
+        }
+    }
+
+    #[test]
+    fn orders_stored_in_other_chunk_sizes_are_rechunked() {
+        // Orders with runs of pruned slots: a whole chunk's worth and more (freed
+        // chunks in either chunking), single ones, and pruned slots at the end.
+        let count = 3 * ORDERS_PER_CHUNK + 10;
+        let mut orders = Orders::default();
+        for id in 1..=count as u64 {
+            orders.push(order(id));
+        }
+        let pruned = |slot: usize| {
+            (5..ORDERS_PER_CHUNK + 200).contains(&slot) || slot % 7 == 3 || slot + 4 >= count
+        };
+        for slot in (0..count).filter(|&s| pruned(s)) {
+            assert!(orders.remove(slot));
+        }
+        assert!(orders.is_well_formed());
+        for size in [
+            1,
+            3,
+            100,
+            ORDERS_PER_CHUNK - 1,
+            ORDERS_PER_CHUNK * 2 + 3,
+            1 << 16,
+        ] {
+            let stored = chunked_as(&orders, size);
+            assert_eq!(stored.is_well_formed(), size == ORDERS_PER_CHUNK);
+            let rechunked = stored.rechunked().expect("one chunk size");
+            assert!(rechunked.is_well_formed(), "from chunks of {size}");
+            assert_eq!(rechunked, orders, "from chunks of {size}");
+            let (_, earlier) = rechunked.chunks.split_last().expect("chunks");
+            assert!(
+                earlier
+                    .iter()
+                    .zip(&rechunked.live)
+                    .all(|(c, &live)| live > 0 || c.is_empty()),
+                "chunks left with no order are freed"
+            );
+        }
+        // Everything pruned: only the last chunk remains, empty of orders.
+        let mut all_gone = orders.clone();
+        for slot in 0..count {
+            all_gone.remove(slot);
+        }
+        let rechunked = chunked_as(&all_gone, 3)
+            .rechunked()
+            .expect("one chunk size");
+        assert!(rechunked.is_well_formed());
+        assert_eq!(rechunked.len(), count);
+        assert_eq!(rechunked.iter().count(), 0);
+        let mut grown = rechunked;
+        grown.push(order(count as u64 + 1));
+        assert_eq!(grown[count].id.0, count as u64 + 1);
+        assert!(grown.is_well_formed());
+    }
+
+    #[test]
+    fn orders_in_chunks_of_different_sizes_are_refused() {
+        let mut orders = Orders::default();
+        for id in 1..=10 {
+            orders.push(order(id));
+        }
+        let mut uneven = chunked_as(&orders, 3);
+        uneven.unevenly_for_test();
+        assert!(uneven.rechunked().is_none());
+        let mut miscounted = chunked_as(&orders, 3);
+        miscounted.len += 1;
+        assert!(miscounted.rechunked().is_none());
+        let mut freed_with_orders = chunked_as(&orders, 3);
+        freed_with_orders.chunks[0] = Vec::new();
+        assert!(freed_with_orders.rechunked().is_none());
     }
 
     #[test]
