@@ -559,6 +559,15 @@ impl Ledger {
             });
         };
         let dealer = self.state.orders[slot].dealer;
+        if matches!(
+            to,
+            OrderStatus::Shipped | OrderStatus::Cancelled | OrderStatus::Rejected
+        ) {
+            // Stock moves: start loading the cells of the order's SKUs now.
+            for line in &self.state.orders[slot].lines {
+                crate::placement::prefetch_cells(&self.state.skus[line.sku.index()]);
+            }
+        }
         match action {
             OrderAction::Confirm | OrderAction::Approve => self.confirm(slot)?,
             OrderAction::Ship => self.ship(slot, now_ms, events)?,
