@@ -550,11 +550,7 @@ mod tests {
     fn book(keys: &[(DealerId, String)]) -> Orders {
         let mut orders = Orders::default();
         for (i, (dealer, key)) in keys.iter().enumerate() {
-            orders.push(Order::held_for_test(
-                OrderId(i as u64 + 1),
-                *dealer,
-                key.clone(),
-            ));
+            orders.push(Order::held_for_test(OrderId(i as u64 + 1), *dealer, key));
         }
         orders
     }

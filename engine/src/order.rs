@@ -125,7 +125,8 @@ plain_data! {
     /// An order, as the ledger keeps it (closed orders stay as history).
     pub struct Order {
         pub id: OrderId,
-        pub client_order_id: String,
+        /// Kept inline (no allocation of its own) up to 24 bytes.
+        pub client_order_id: compact_str::CompactString,
         pub dealer: DealerId,
         pub status: OrderStatus,
         pub lines: OrderLines,
@@ -491,10 +492,10 @@ impl<'a> IntoIterator for &'a Orders {
 impl Order {
     /// An empty held order, for tests of the structures that hold orders.
     #[cfg(test)]
-    pub(crate) fn held_for_test(id: OrderId, dealer: DealerId, client_order_id: String) -> Self {
+    pub(crate) fn held_for_test(id: OrderId, dealer: DealerId, client_order_id: &str) -> Self {
         Self {
             id,
-            client_order_id,
+            client_order_id: client_order_id.into(),
             dealer,
             status: OrderStatus::Held,
             lines: OrderLines::new(),
@@ -738,7 +739,7 @@ pub(crate) mod tests {
     use super::*;
 
     fn order(id: u64) -> Order {
-        Order::held_for_test(OrderId(id), DealerId(0), format!("k{id}"))
+        Order::held_for_test(OrderId(id), DealerId(0), &format!("k{id}"))
     }
 
     #[test]

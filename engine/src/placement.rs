@@ -284,7 +284,7 @@ impl Ledger {
         account.rebate_balance -= request.use_rebate;
         self.state.orders.push(Order {
             id,
-            client_order_id: request.client_order_id.clone(),
+            client_order_id: request.client_order_id.as_str().into(),
             dealer,
             status,
             lines,

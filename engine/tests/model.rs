@@ -1918,7 +1918,7 @@ fn engine_book(ledger: &Ledger) -> Book {
         .iter()
         .map(|o| MOrder {
             id: o.id.0,
-            client_order_id: o.client_order_id.clone(),
+            client_order_id: o.client_order_id.to_string(),
             dealer: dealer_code(o.dealer),
             status: o.status,
             lines: o

@@ -28,7 +28,7 @@ pub fn order_view(ledger: &Ledger, order: &Order) -> OrderView {
     let state = ledger.state();
     OrderView {
         id: order.id.0,
-        client_order_id: order.client_order_id.clone(),
+        client_order_id: order.client_order_id.to_string(),
         dealer: ledger.dealer_code(order.dealer).to_owned(),
         status: order.status,
         lines: order
