@@ -77,9 +77,8 @@ pub(crate) struct Index {
     pub tiers: FxHashMap<String, TierId>,
     pub regions: FxHashMap<String, RegionId>,
     pub warehouses: CodeIndex<WarehouseId>,
-    /// Warehouse position in code order, the tie-break of allocation.
-    pub warehouse_rank: Vec<u32>,
-    /// Per warehouse: its region and `warehouse_rank`, side by side for allocation.
+    /// Per warehouse: its region and its position in code order (the tie-break of
+    /// allocation, and the order of stock rows), side by side for allocation.
     pub warehouse_places: Vec<(RegionId, u32)>,
     pub skus: CodeIndex<SkuId>,
     /// SKUs in code order, for paged stock listings.
@@ -511,10 +510,9 @@ impl Ledger {
             .state
             .warehouses
             .iter()
-            .zip(&rank)
-            .map(|(warehouse, &rank)| (warehouse.region, rank))
+            .zip(rank)
+            .map(|(warehouse, rank)| (warehouse.region, rank))
             .collect();
-        self.index.warehouse_rank = rank;
     }
 }
 

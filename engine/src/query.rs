@@ -173,7 +173,7 @@ impl Ledger {
             .iter()
             .filter(|c| only.is_none_or(|w| w == c.warehouse))
             .collect();
-        cells.sort_by_key(|c| self.index.warehouse_rank[c.warehouse.index()]);
+        cells.sort_by_key(|c| self.index.warehouse_places[c.warehouse.index()].1);
         cells.into_iter().map(|c| self.row(c)).collect()
     }
 
