@@ -180,7 +180,7 @@ pub const INLINE_LINES: usize = 3;
 /// all pruned is freed, so a book with retention stays bounded; the most recently
 /// freed chunk is kept as a spare and becomes the next new chunk, so a book in steady
 /// state with retention reuses its memory instead of faulting in a fresh chunk
-/// (about 20 MB) every `ORDERS_PER_CHUNK` orders.
+/// (about 1.2 MB) every `ORDERS_PER_CHUNK` orders.
 #[derive(
     Clone,
     Debug,
@@ -360,17 +360,18 @@ impl Orders {
         if !shaped {
             return None;
         }
-        let mut rebuilt = Rechunk::default();
+        let mut rebuilt = Orders::default();
         for chunk in self.chunks {
             if chunk.is_empty() {
-                rebuilt.skip(decoded_size);
+                rebuilt.skip_slots(decoded_size);
             } else {
                 for slot in chunk {
-                    rebuilt.push(slot);
+                    rebuilt.push_slot(slot);
                 }
             }
         }
-        Some(rebuilt.finish())
+        rebuilt.free_emptied();
+        Some(rebuilt)
     }
 
     /// Whether the chunks, counts and `len` agree (a decoded book is checked before
@@ -401,61 +402,53 @@ impl Orders {
 /// build millions of chunks.
 const DECODED_CHUNK_MAX: usize = 1 << 20;
 
-/// Builds [`Orders`] slot by slot in this build's chunking (see
-/// [`Orders::rechunked`]). Chunks that end with no live order are freed, as pruning
-/// frees them, except the last.
-#[derive(Default)]
-struct Rechunk {
-    orders: Orders,
-}
-
-impl Rechunk {
-    fn push(&mut self, slot: Option<Order>) {
-        let orders = &mut self.orders;
-        if orders.len % ORDERS_PER_CHUNK == 0 {
-            orders.chunks.push(Vec::with_capacity(ORDERS_PER_CHUNK));
-            orders.live.push(0);
+/// Building [`Orders`] slot by slot in this build's chunking (see
+/// [`Orders::rechunked`]).
+impl Orders {
+    fn push_slot(&mut self, slot: Option<Order>) {
+        if self.len % ORDERS_PER_CHUNK == 0 {
+            self.chunks.push(Vec::with_capacity(ORDERS_PER_CHUNK));
+            self.live.push(0);
         }
         let live = slot.is_some();
-        orders
-            .chunks
+        self.chunks
             .last_mut()
             .expect("a chunk was just ensured")
             .push(slot);
-        *orders.live.last_mut().expect("a count per chunk") += u32::from(live);
-        orders.len += 1;
+        *self.live.last_mut().expect("a count per chunk") += u32::from(live);
+        self.len += 1;
     }
 
     /// `count` pruned slots.
-    fn skip(&mut self, mut count: usize) {
-        while count > 0 && self.orders.len % ORDERS_PER_CHUNK != 0 {
-            self.push(None);
+    fn skip_slots(&mut self, mut count: usize) {
+        while count > 0 && self.len % ORDERS_PER_CHUNK != 0 {
+            self.push_slot(None);
             count -= 1;
         }
         // Whole chunks of pruned slots: a freed chunk each, but keep the last slots
         // as a chunk of its own in case nothing follows (the last chunk is never
         // freed).
         while count > ORDERS_PER_CHUNK {
-            self.orders.chunks.push(Vec::new());
-            self.orders.live.push(0);
-            self.orders.len += ORDERS_PER_CHUNK;
+            self.chunks.push(Vec::new());
+            self.live.push(0);
+            self.len += ORDERS_PER_CHUNK;
             count -= ORDERS_PER_CHUNK;
         }
         for _ in 0..count {
-            self.push(None);
+            self.push_slot(None);
         }
     }
 
-    fn finish(mut self) -> Orders {
-        let orders = &mut self.orders;
-        if let Some((_, earlier)) = orders.chunks.split_last_mut() {
-            for (chunk, &live) in earlier.iter_mut().zip(&orders.live) {
+    /// Frees the chunks left with no live order, as pruning frees them, except the
+    /// last.
+    fn free_emptied(&mut self) {
+        if let Some((_, earlier)) = self.chunks.split_last_mut() {
+            for (chunk, &live) in earlier.iter_mut().zip(&self.live) {
                 if live == 0 {
                     *chunk = Vec::new();
                 }
             }
         }
-        self.orders
     }
 }
 
