@@ -30,6 +30,7 @@ mod allocation;
 mod append_set;
 mod backorder;
 mod catalog;
+mod client_orders;
 mod code_index;
 pub mod codec;
 pub mod command;

@@ -4,11 +4,12 @@
 
 use crate::allocation::{pick_warehouses, LinePlan, PickScratch, Scratch};
 use crate::catalog::Sku;
+use crate::client_orders::KeyLocation;
 use crate::command::{PlaceOrder, Unit};
 use crate::error::{Rejection, ShortLine};
 use crate::event::{Event, EventKind};
 use crate::ids::{is_valid_client_order_id, DealerId, OrderId, PromotionId, RegionId, SkuId};
-use crate::ledger::{usage_key, Effect, KeyLocation, Ledger};
+use crate::ledger::{usage_key, Effect, Ledger};
 use crate::limits::{MONEY_MAX, QTY_MAX};
 use crate::order::{Allocation, Order, OrderLine, OrderStatus};
 
@@ -58,6 +59,11 @@ impl Ledger {
         scratch: &mut Scratch,
         events: &mut Vec<Event>,
     ) -> Result<Effect, Box<Rejection>> {
+        // The key's slot is seldom in the cache once the book holds millions of keys:
+        // start loading it now, and look the key up after the lines' SKUs.
+        let (keys, key) = (&self.index.client_orders, &request.client_order_id);
+        let key_at = keys.locate(dealer, key);
+        keys.prefetch(key_at);
         scratch.sku_ids.clear();
         scratch.sku_ids.extend(
             request
@@ -65,10 +71,7 @@ impl Ledger {
                 .iter()
                 .map(|l| self.index.skus.get(l.sku.as_str()).copied()),
         );
-        let (keys, key) = (&self.index.client_orders, &request.client_order_id);
-        let key_at = keys.locate(dealer, key);
-        let known = keys.get_at(key_at, &self.state.orders, dealer, key);
-        if let Some(id) = known {
+        if let Some(id) = keys.get_at(key_at, &self.state.orders, dealer, key) {
             let order = &self.state.orders[self.order_slot(id)?];
             return if order.same_request(request, &scratch.sku_ids) {
                 Ok(Effect::OrderReplayed(id))
