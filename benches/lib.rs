@@ -167,31 +167,67 @@ impl Orders {
 #[derive(Clone, Debug)]
 pub struct OrderPool {
     commands: Vec<Command>,
+    /// The last order given out (orders count from 1), and its command's index.
     next: u64,
+    slot: usize,
+    /// The last order given its key.
+    keyed: u64,
 }
 
 impl OrderPool {
     pub fn new(seed: u64, hot: bool, size: usize) -> Self {
         let mut orders = Orders::new(seed, hot);
         Self {
-            commands: (0..size).map(|_| orders.next_order()).collect(),
+            commands: (0..size.max(2)).map(|_| orders.next_order()).collect(),
             next: 0,
+            slot: 0,
+            keyed: 0,
         }
     }
 
     /// The next order, with a key never used before.
     pub fn next_order(&mut self) -> &Command {
+        self.advance();
+        &self.commands[self.slot]
+    }
+
+    /// The next order, as [`Self::next_order`], and the one after it (its key already
+    /// given), for a caller that hints one order ahead (`Ledger::prefetch`).
+    pub fn next_and_upcoming(&mut self) -> (&Command, &Command) {
+        self.advance();
+        let upcoming = self.following(self.slot);
+        Self::give_key(&mut self.commands[upcoming], self.next + 1);
+        self.keyed = self.next + 1;
+        (&self.commands[self.slot], &self.commands[upcoming])
+    }
+
+    /// The command after `slot`, round-robin.
+    fn following(&self, slot: usize) -> usize {
+        if slot + 1 == self.commands.len() {
+            0
+        } else {
+            slot + 1
+        }
+    }
+
+    fn advance(&mut self) {
         self.next += 1;
-        let slot = (self.next % self.commands.len() as u64) as usize;
-        let command = &mut self.commands[slot];
+        self.slot = self.following(self.slot);
+        if self.keyed < self.next {
+            Self::give_key(&mut self.commands[self.slot], self.next);
+            self.keyed = self.next;
+        }
+    }
+
+    /// Order `n`'s key, `PO-n`.
+    fn give_key(command: &mut Command, n: u64) {
         if let Command::PlaceOrder(request) = command {
             request.client_order_id.clear();
             request.client_order_id.push_str("PO-");
             request
                 .client_order_id
-                .push_str(itoa::Buffer::new().format(self.next));
+                .push_str(itoa::Buffer::new().format(n));
         }
-        command
     }
 }
 

@@ -3,7 +3,14 @@
 //! change can be traced to the command it affects.
 //! `cargo run --release -p allot-benches --example engine_mix [-- RETENTION_S [hot]]`
 //! (a retention of 0 keeps every order, as `place_3_lines` does; 1 is the
-//! `place_3_lines_retained` mix). Each timer read adds about 20 ns to its side.
+//! `place_3_lines_retained` mix). Each timer read adds about 20 ns to its side. As in
+//! the benchmark, each order is hinted to the ledger one order ahead
+//! (`Ledger::prefetch`); `ALLOT_MIX_NO_AHEAD=1` applies orders without the hint.
+//!
+//! `ALLOT_MIX_ROUNDS=N` sets the rounds (default 7). `ALLOT_MIX_PREFAULT=1` first runs
+//! the whole mix untimed and drops its book; with `MIMALLOC_PURGE_DELAY=-1` (freed
+//! memory kept) the timed run then reuses memory already faulted in, which takes the
+//! VM's page-fault costs out of a growing book's figure.
 
 use std::time::{Duration, Instant};
 
@@ -17,20 +24,47 @@ const ROUNDS: u32 = 7;
 const ORDERS_PER_ROUND: u32 = 1_000_000;
 
 fn main() {
+    let rounds: u32 = std::env::var("ALLOT_MIX_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(ROUNDS);
     let mut args = std::env::args().skip(1);
     let retention_s: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(0);
     let hot = args.next().is_some_and(|a| a == "hot");
+    if std::env::var_os("ALLOT_MIX_PREFAULT").is_some() {
+        // Run the whole mix once untimed and drop its book, so that (with
+        // `MIMALLOC_PURGE_DELAY=-1`, which keeps freed memory) the timed run reuses
+        // memory the process already faulted in.
+        let mut ledger = steady_book(retention_s);
+        let mut orders = steady_orders(hot);
+        let mut events = Vec::with_capacity(64);
+        for now_ms in 2..u64::from(rounds * ORDERS_PER_ROUND) + 2 {
+            let outcome = ledger.apply(now_ms, orders.next_order(), &mut events);
+            let Ok(Effect::OrderPlaced(id)) = outcome.result else {
+                panic!("placement refused: {outcome:?}");
+            };
+            close_window(&mut ledger, now_ms, id, &mut events);
+            events.clear();
+        }
+    }
     let mut ledger = steady_book(retention_s);
     let mut orders = steady_orders(hot);
     let mut events = Vec::with_capacity(64);
     let mut now_ms = 1;
-    for round in 0..ROUNDS {
+    let ahead = std::env::var_os("ALLOT_MIX_NO_AHEAD").is_none();
+    for round in 0..rounds {
         let (mut placing, mut closing) = (Duration::ZERO, Duration::ZERO);
         let start = Instant::now();
         for _ in 0..ORDERS_PER_ROUND {
             now_ms += 1;
             let placing_from = Instant::now();
-            let outcome = ledger.apply(now_ms, orders.next_order(), &mut events);
+            let outcome = if ahead {
+                let (order, upcoming) = orders.next_and_upcoming();
+                ledger.prefetch(upcoming);
+                ledger.apply(now_ms, order, &mut events)
+            } else {
+                ledger.apply(now_ms, orders.next_order(), &mut events)
+            };
             placing += placing_from.elapsed();
             let Ok(Effect::OrderPlaced(id)) = outcome.result else {
                 panic!("placement refused: {outcome:?}");

@@ -46,7 +46,13 @@ pub(crate) struct ClientOrders {
     overflow: BTreeMap<(DealerId, String), OrderId>,
     /// The tag bits kept (all `TAG_BITS` but in tests of tag collisions).
     tag_mask: u64,
+    /// Slots in all parts (parts only grow).
+    slots: usize,
 }
+
+/// Slots of an index small enough to stay in the caches (256 KiB of words), whose
+/// lookups gain nothing from a prefetch.
+const CACHED_SLOTS_MAX: usize = 32 * 1024;
 
 impl Default for ClientOrders {
     fn default() -> Self {
@@ -60,6 +66,7 @@ impl ClientOrders {
             parts: vec![Part::default(); CLIENT_ORDER_PARTS],
             overflow: BTreeMap::new(),
             tag_mask,
+            slots: 0,
         }
     }
 
@@ -77,11 +84,21 @@ impl ClientOrders {
         KeyLocation { part, tag }
     }
 
-    /// Starts loading the slots where a lookup of the key at `at` begins, so that the
-    /// lookup, made after the order's other checks, finds them in the cache.
+    /// Whether the index is large enough that a lookup is likely to wait on memory:
+    /// a small one stays in the caches, and prefetching it is wasted work.
+    #[inline]
+    pub fn worth_prefetching(&self) -> bool {
+        self.slots > CACHED_SLOTS_MAX
+    }
+
+    /// Starts loading the slots where a lookup of the key at `at` begins (if the index
+    /// is large), so that the lookup, made after the order's other checks, finds them
+    /// in the cache.
     #[inline]
     pub fn prefetch(&self, at: KeyLocation) {
-        self.parts[at.part].prefetch(at.tag);
+        if self.worth_prefetching() {
+            self.parts[at.part].prefetch(at.tag);
+        }
     }
 
     pub fn get(&self, orders: &Orders, dealer: DealerId, key: &str) -> Option<OrderId> {
@@ -124,7 +141,10 @@ impl ClientOrders {
             return;
         }
         let KeyLocation { part, tag } = at;
-        self.parts[part].insert((tag << ID_BITS) | id.0);
+        let part = &mut self.parts[part];
+        let before = part.slots.len();
+        part.insert((tag << ID_BITS) | id.0);
+        self.slots += part.slots.len() - before;
     }
 
     /// Forgets the key of order `id` (when the order is pruned).

@@ -172,6 +172,27 @@ impl Ledger {
         }
     }
 
+    /// Starts loading into the cache what applying `command` will first wait for, so
+    /// that a caller holding several commands can overlap one command's memory waits
+    /// with the work of the one before: call it for the next command, then apply the
+    /// current one. A hint only: it changes nothing, and `apply` gives the same outcome
+    /// with or without it.
+    ///
+    /// For a placement, that is the slot of its idempotency key: in a book of millions
+    /// of orders the key index is far larger than the caches, and a new key's lookup
+    /// waits on memory for longer than the rest of a placement takes.
+    pub fn prefetch(&self, command: &Command) {
+        let keys = &self.index.client_orders;
+        if let Command::PlaceOrder(request) = command {
+            if !keys.worth_prefetching() {
+                return;
+            }
+            if let Some(&dealer) = self.index.dealers.get(request.dealer.as_str()) {
+                keys.prefetch(keys.locate(dealer, &request.client_order_id));
+            }
+        }
+    }
+
     /// Apply one command at time `now_ms` (milliseconds since the Unix epoch), pushing
     /// the events it causes onto `events`. Holds due at `now_ms` expire first, whatever
     /// the command. A refused command changes nothing else.

@@ -2905,6 +2905,9 @@ impl Runner {
             self.ledger = restored;
             return Ok(());
         };
+        // A hint for every command the stream makes, valid or not: the outcome, the
+        // events and the book checked below must be as if it were not there.
+        self.ledger.prefetch(&command);
         let before = Before::of(&self.ledger);
         let last_seq = self.ledger.last_event_seq();
         let mut events = Vec::new();

@@ -507,11 +507,15 @@ impl Sequencer {
         let mut events: BatchEvents = Vec::new();
         let mut delivers: Vec<Deliver> = Vec::with_capacity(batch.len());
         let failed = self.status.failed.load(Ordering::Acquire);
-        for job in batch {
+        let mut jobs = batch.into_iter().peekable();
+        while let Some(job) = jobs.next() {
             if failed {
                 // The log failed: nothing is applied; dropping the job answers 503.
                 drop(job);
                 continue;
+            }
+            if let Some(next) = jobs.peek() {
+                self.prefetch(next);
             }
             let mut outcomes = Vec::new();
             if let Work::Commands(commands) = &job.work {
@@ -539,6 +543,17 @@ impl Sequencer {
             }
         }
         self.commit(wal, records, delivers, events);
+    }
+
+    /// Hints the next job's first command to its tenant's ledger, so that its memory
+    /// waits (a placement's idempotency-key slot) overlap the current job's work.
+    fn prefetch(&self, job: &Job) {
+        if let Work::Commands(commands) = &job.work {
+            if let (Some(ledger), Some(command)) = (self.tenants.get(&job.tenant), commands.first())
+            {
+                ledger.prefetch(command);
+            }
+        }
     }
 
     /// Creates a tenant on its first command, logging its configured settings.
