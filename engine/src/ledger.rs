@@ -182,8 +182,8 @@ impl Ledger {
     /// of orders the key index is far larger than the caches, and a new key's lookup
     /// waits on memory for longer than the rest of a placement takes.
     pub fn prefetch(&self, command: &Command) {
-        let keys = &self.index.client_orders;
         if let Command::PlaceOrder(request) = command {
+            let keys = &self.index.client_orders;
             if !keys.worth_prefetching() {
                 return;
             }
