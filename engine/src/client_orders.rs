@@ -95,8 +95,8 @@ impl ClientOrders {
     }
 
     /// Starts loading the slots where a lookup of the key at `at` begins (if the index
-    /// is large), so that the lookup, made after the order's other checks, finds them
-    /// in the cache.
+    /// is large), so that the lookup, made after the order's SKU lookups (or in the
+    /// next command, for a hint from `Ledger::prefetch`), finds them in the cache.
     #[inline]
     pub fn prefetch(&self, at: KeyLocation) {
         if self.worth_prefetching() {
