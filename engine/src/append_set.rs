@@ -53,6 +53,8 @@ impl<K: Ord + Copy> AppendSet<K> {
                 }
                 self.late.insert(key)
             }
+            // A late key may be above every queued one once those are gone.
+            _ if !self.late.is_empty() && self.late.contains(&key) => false,
             _ => {
                 self.queue.push_back((key, true));
                 true
@@ -285,5 +287,30 @@ mod tests {
         let built = AppendSet::from_keys(entries);
         assert_eq!(keys(&inserted), keys(&built));
         assert_eq!(keys(&built), vec![(3, 9), (7, 1), (7, 3)]);
+    }
+
+    /// A key that arrived late is still in the set once the keys after it are gone:
+    /// inserting it again must not store it a second time, in the deque.
+    #[test]
+    fn a_late_key_is_not_stored_twice() {
+        let mut set = AppendSet::default();
+        assert!(set.insert(5));
+        assert!(set.insert(3), "late");
+        assert!(set.remove(5));
+        assert!(!set.insert(3), "3 is in the set");
+        assert_eq!(keys(&set), vec![3]);
+        assert_eq!(set.pop_first(), Some(3));
+        assert_eq!(set.first(), None, "no second copy of 3");
+        // And after a compaction has dropped the keys above a late one.
+        let mut set = AppendSet::default();
+        for key in 100..300 {
+            set.insert(key);
+        }
+        assert!(set.insert(50), "late");
+        for key in 100..300 {
+            set.remove(key);
+        }
+        assert!(!set.insert(50));
+        assert_eq!(keys(&set), vec![50]);
     }
 }
