@@ -370,6 +370,44 @@ mod tests {
         assert_eq!(index.get(&orders, DealerId(1), "PO-far"), None);
     }
 
+    /// The prefetch is skipped while the index fits the caches, issued once it does
+    /// not, and changes nothing either way.
+    #[test]
+    fn prefetching_starts_with_a_large_index_and_changes_nothing() {
+        let keys: Vec<(DealerId, String)> = (0..40_000_u32)
+            .map(|i| (DealerId(i % 7), format!("K{i}")))
+            .collect();
+        let orders = book(&keys);
+        let mut index = ClientOrders::default();
+        let mut started = None;
+        for (i, (dealer, key)) in keys.iter().enumerate() {
+            let at = index.locate(*dealer, key);
+            index.prefetch(at);
+            assert_eq!(index.get_at(at, &orders, *dealer, key), None);
+            index.insert_at(at, *dealer, key, OrderId(i as u64 + 1));
+            if started.is_none() && index.worth_prefetching() {
+                started = Some(i + 1);
+            }
+        }
+        let slots: usize = index.parts.iter().map(|p| p.slots.len()).sum();
+        assert_eq!(index.slots, slots);
+        let started = started.expect("40,000 keys are not a small index");
+        // 64 parts of 512 slots are `CACHED_SLOTS_MAX`: the index passes it when the
+        // first part passes 256 keys (half of 512) and doubles, a little before the
+        // index holds 64 × 256 = 16,384 keys.
+        assert!(
+            (12_000..16_385).contains(&started),
+            "started at {started} keys"
+        );
+        for (i, (dealer, key)) in keys.iter().enumerate().step_by(97) {
+            index.prefetch(index.locate(*dealer, key));
+            assert_eq!(
+                index.get(&orders, *dealer, key),
+                Some(OrderId(i as u64 + 1))
+            );
+        }
+    }
+
     /// A part against a plain set, through growth, removals anywhere in a run, and
     /// runs that wrap past the table's end (few tags, so runs are long).
     #[test]
