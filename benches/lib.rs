@@ -175,6 +175,8 @@ pub struct OrderPool {
 }
 
 impl OrderPool {
+    /// A pool of `size` orders, at least two (the next order and the upcoming one are
+    /// different commands).
     pub fn new(seed: u64, hot: bool, size: usize) -> Self {
         let mut orders = Orders::new(seed, hot);
         Self {

@@ -196,11 +196,12 @@ impl Part {
     /// of the tag (all a stored word keeps of its key), so that doubling the table
     /// sends a key from slot `i` to slot `2i` or `2i + 1`.
     fn home(&self, tag: u64) -> usize {
-        let bits = self.slots.len().trailing_zeros();
-        // `bits` ≥ 4 for a non-empty table; an empty one has no slots to start from.
-        if bits == 0 {
+        // An empty table has no slot to start from (and `0.trailing_zeros()` is 64).
+        if self.slots.is_empty() {
             return 0;
         }
+        // At least `PART_SLOTS_MIN` slots, a power of two: 4 ≤ `bits` < 64.
+        let bits = self.slots.len().trailing_zeros();
         (tag.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - bits)) as usize
     }
 
@@ -447,6 +448,22 @@ mod tests {
             held.sort_unstable();
             prop_assert_eq!(held, model.into_iter().collect::<Vec<_>>());
         });
+    }
+
+    /// Every home is a slot of the table: slot 0 of an empty one (where nothing
+    /// probes today, but a home past the end would be an index out of bounds).
+    #[test]
+    fn homes_are_slots_of_the_table() {
+        let mut part = Part::default();
+        for tag in [0, 1, 12_345, (1 << TAG_BITS) - 1] {
+            assert_eq!(part.home(tag), 0, "empty table");
+        }
+        for _ in 0..6 {
+            part.grow();
+            for tag in (0..1 << TAG_BITS).step_by(9_973) {
+                assert!(part.home(tag) < part.slots.len());
+            }
+        }
     }
 
     /// Removing from a run that wraps past the end moves the wrapped words back
