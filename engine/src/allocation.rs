@@ -43,10 +43,24 @@ pub(crate) struct PickScratch {
     pub reserved: Vec<(WarehouseId, u64)>,
 }
 
-/// Choose where `qty` units of a SKU with `cells` come from, for a dealer in `region`,
-/// into `picks` as (cell index, units); returns the units found (less than `qty` if
-/// stock is short). `warehouses` gives each warehouse's (region, code rank).
-pub(crate) fn pick_warehouses(
+/// The cell a line takes its units from first, for a dealer in `region`: in-region
+/// first, then most available, then code rank; as (cell index, available). `None` if
+/// no cell has stock. `warehouses` gives each warehouse's (region, code rank).
+#[inline]
+pub(crate) fn first_cell(
+    cells: &[StockCell],
+    region: RegionId,
+    warehouses: &[(RegionId, u32)],
+) -> Option<(usize, u64)> {
+    best_cell(cells, warehouses, |own| own == region)
+        .or_else(|| best_cell(cells, warehouses, |own| own != region))
+}
+
+/// Choose where `qty` units of a SKU with `cells` come from when the first cell (see
+/// [`first_cell`]) does not cover them, for a dealer in `region`, into `picks` as
+/// (cell index, units); returns the units found (less than `qty` if stock is short).
+/// `warehouses` gives each warehouse's (region, code rank).
+pub(crate) fn split_picks(
     cells: &[StockCell],
     region: RegionId,
     warehouses: &[(RegionId, u32)],
@@ -56,20 +70,6 @@ pub(crate) fn pick_warehouses(
 ) -> u64 {
     picks.clear();
     candidates.clear();
-    // In-region first, then most available, then code rank. Usually the first
-    // warehouse covers the line: find it (among the dealer's region's cells, or if
-    // none has stock, among the others), and list and sort the candidates only when
-    // the line must be split.
-    let best = best_cell(cells, warehouses, |own| own == region)
-        .or_else(|| best_cell(cells, warehouses, |own| own != region));
-    match best {
-        None => return 0,
-        Some((i, available)) if available >= qty => {
-            picks.push((i, qty));
-            return qty;
-        }
-        Some(_) => {}
-    }
     for (i, cell) in cells.iter().enumerate() {
         let available = cell.available();
         if available > 0 {

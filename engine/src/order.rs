@@ -258,7 +258,32 @@ impl Orders {
             .as_ref()
     }
 
+    #[inline]
     pub fn push(&mut self, order: Order) {
+        if self.len % ORDERS_PER_CHUNK == 0 || self.last_chunk_full() {
+            self.make_room();
+        }
+        let chunk = self
+            .chunks
+            .last_mut()
+            .expect("a chunk with room was ensured");
+        chunk.push(Some(order));
+        *self.live.last_mut().expect("a count per chunk") += 1;
+        self.len += 1;
+    }
+
+    /// Whether the last chunk has no spare capacity (a decoded chunk has only the room
+    /// it needed).
+    #[inline]
+    fn last_chunk_full(&self) -> bool {
+        self.chunks.last().is_some_and(|c| c.len() == c.capacity())
+    }
+
+    /// Makes room for the next order: a new chunk when the last one is complete, or
+    /// the rest of a decoded chunk's capacity.
+    #[cold]
+    #[inline(never)]
+    fn make_room(&mut self) {
         if self.len % ORDERS_PER_CHUNK == 0 {
             // The first chunk grows as a vector does, so a small book stays small; a
             // book that filled a chunk gets each next one whole, up front.
@@ -282,13 +307,15 @@ impl Orders {
         }
         let multi_chunk = self.chunks.len() > 1;
         let chunk = self.chunks.last_mut().expect("a chunk was just ensured");
-        if multi_chunk && chunk.len() == chunk.capacity() {
-            // A decoded chunk has only the room it needed; fill it without regrowing.
-            chunk.reserve_exact(ORDERS_PER_CHUNK - chunk.len());
+        if chunk.len() == chunk.capacity() {
+            if multi_chunk {
+                // A decoded chunk has only the room it needed; fill it without
+                // regrowing.
+                chunk.reserve_exact(ORDERS_PER_CHUNK - chunk.len());
+            } else {
+                chunk.reserve(1);
+            }
         }
-        chunk.push(Some(order));
-        *self.live.last_mut().expect("a count per chunk") += 1;
-        self.len += 1;
     }
 
     /// Drops the order in `slot`, leaving it empty (in place: an order is not copied

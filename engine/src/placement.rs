@@ -2,7 +2,7 @@
 //! credit, allocation, then either all-or-nothing rejection or reservation plus
 //! backorder queueing. Everything is checked before anything changes.
 
-use crate::allocation::{pick_warehouses, LinePlan, PickScratch, Scratch};
+use crate::allocation::{first_cell, split_picks, LinePlan, PickScratch, Scratch};
 use crate::catalog::Sku;
 use crate::client_orders::KeyLocation;
 use crate::command::{PlaceOrder, Unit};
@@ -345,21 +345,26 @@ impl Ledger {
         scratch: &mut PickScratch,
     ) {
         let sku = &mut self.state.skus[sku.index()];
-        let found = pick_warehouses(
-            &sku.cells,
-            region,
-            &self.index.warehouse_places,
-            qty,
-            &mut scratch.candidates,
-            &mut scratch.picks,
-        );
-        assert_eq!(found, qty, "available stock is in the cells");
+        let places = &self.index.warehouse_places;
         scratch.reserved.clear();
-        for &(i, units) in &scratch.picks {
-            let cell = &mut sku.cells[i];
-            cell.reserved += units;
-            assert!(cell.reserved <= cell.on_hand, "reservation within on_hand");
-            scratch.reserved.push((cell.warehouse, units));
+        match first_cell(&sku.cells, region, places) {
+            // Usually the first cell covers the line.
+            Some((i, available)) if available >= qty => {
+                let cell = &mut sku.cells[i];
+                cell.reserved += qty;
+                scratch.reserved.push((cell.warehouse, qty));
+            }
+            _ => {
+                let (candidates, picks) = (&mut scratch.candidates, &mut scratch.picks);
+                let found = split_picks(&sku.cells, region, places, qty, candidates, picks);
+                assert_eq!(found, qty, "available stock is in the cells");
+                for &(i, units) in &scratch.picks {
+                    let cell = &mut sku.cells[i];
+                    cell.reserved += units;
+                    assert!(cell.reserved <= cell.on_hand, "reservation within on_hand");
+                    scratch.reserved.push((cell.warehouse, units));
+                }
+            }
         }
         sku.reserved += qty;
     }
