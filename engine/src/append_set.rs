@@ -5,10 +5,10 @@
 //! In-order keys append to a sorted deque: O(1) to add, to take the first and to find
 //! it, where a B-tree pays a search and node splits for each. A key that would break
 //! the order (the TTL was shortened, or the clock stepped back) goes to a small
-//! ordered set instead. A removed key is found by a search galloping from the front
-//! (removed keys are usually among the oldest) and marked; marks at the front are
-//! dropped at once, and the deque is compacted when marks outnumber live keys, so it
-//! stays within twice the live keys.
+//! ordered set instead. Removed keys are usually the oldest: the first key is taken
+//! off the front at once; any other is found by a search galloping from the front
+//! and marked. Marks at the front are dropped at once, and the deque is compacted
+//! when marks outnumber live keys, so it stays within twice the live keys.
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -77,6 +77,13 @@ impl<K: Ord + Copy> AppendSet<K> {
 
     /// Removes `key`; returns whether it was there.
     pub fn remove(&mut self, key: K) -> bool {
+        // The oldest key is the one most often removed (the front is never a removed
+        // entry).
+        if self.queue.front().is_some_and(|&(first, _)| first == key) {
+            self.queue.pop_front();
+            self.drop_removed_front();
+            return true;
+        }
         let Some(i) = self.find(key) else {
             return self.late.remove(&key);
         };
@@ -312,5 +319,45 @@ mod tests {
         }
         assert!(!set.insert(50));
         assert_eq!(keys(&set), vec![50]);
+    }
+
+    /// The set against a `BTreeSet`, through keys that mostly arrive in order (with
+    /// late ones among them), removals at the front and anywhere else, and pops.
+    #[test]
+    fn a_set_agrees_with_a_btree_set() {
+        use proptest::prelude::*;
+        // (operation, step): the next key is the last one plus a step that is usually
+        // forward; removals pick a key by position.
+        let ops = proptest::collection::vec((0_u8..10, -3_i64..12), 1..400);
+        proptest!(|(ops in ops)| {
+            let mut set = AppendSet::default();
+            let mut model = BTreeSet::new();
+            let mut last = 100_i64;
+            for (op, step) in ops {
+                match op {
+                    0..=4 => {
+                        last += step;
+                        prop_assert_eq!(set.insert(last), model.insert(last));
+                    }
+                    5..=6 => {
+                        // The oldest key, as closing orders in order removes.
+                        let key = model.first().copied().unwrap_or(last);
+                        prop_assert_eq!(set.remove(key), model.remove(&key));
+                    }
+                    7..=8 => {
+                        let key = model
+                            .iter()
+                            .nth(step.unsigned_abs() as usize % (model.len() + 1))
+                            .copied()
+                            .unwrap_or(last + step);
+                        prop_assert_eq!(set.remove(key), model.remove(&key));
+                    }
+                    _ => prop_assert_eq!(set.pop_first(), model.pop_first()),
+                }
+                prop_assert_eq!(set.first(), model.first().copied());
+                prop_assert!(set.queue.front().is_none_or(|&(_, live)| live));
+            }
+            prop_assert_eq!(keys(&set), model.into_iter().collect::<Vec<_>>());
+        });
     }
 }
