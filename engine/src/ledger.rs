@@ -67,6 +67,18 @@ impl Default for Settings {
     }
 }
 
+/// Push an event of `kind` at `now_ms`, numbered after the last one (`last_seq`, the
+/// book's event counter), for code that holds parts of the book apart.
+#[inline]
+pub(crate) fn emit_to(last_seq: &mut u64, now_ms: u64, kind: EventKind, events: &mut Vec<Event>) {
+    *last_seq += 1;
+    events.push(Event {
+        seq: *last_seq,
+        at_ms: now_ms,
+        kind,
+    });
+}
+
 /// The key of `State::promotion_usage`.
 pub(crate) fn usage_key(promotion: PromotionId, dealer: DealerId) -> u64 {
     (u64::from(promotion.0) << 32) | u64::from(dealer.0)
@@ -266,12 +278,7 @@ impl Ledger {
     }
 
     pub(crate) fn emit(&mut self, now_ms: u64, kind: EventKind, events: &mut Vec<Event>) {
-        self.state.next_event_seq += 1;
-        events.push(Event {
-            seq: self.state.next_event_seq,
-            at_ms: now_ms,
-            kind,
-        });
+        emit_to(&mut self.state.next_event_seq, now_ms, kind, events);
     }
 
     /// A dealer's place in backorder queues: its tier's position in the priority list,

@@ -688,12 +688,28 @@ impl Ledger {
         now_ms: u64,
         events: &mut Vec<Event>,
     ) {
-        let (id, dealer) = (self.state.orders[slot].id, self.state.orders[slot].dealer);
-        for a in 0..self.state.orders[slot].allocations.len() {
-            let order = &self.state.orders[slot];
-            let allocation = order.allocations[a].clone();
+        // A backordered order's lines wait in the queues at its dealer's rank.
+        let rank = if from == OrderStatus::Backordered {
+            self.tier_rank(self.state.orders[slot].dealer)
+        } else {
+            0
+        };
+        // The order is read while the stock, promotions, queues and credit it holds
+        // are given back: borrowed apart from them, it is looked up once.
+        let crate::ledger::State {
+            orders,
+            skus,
+            promotions,
+            promotion_usage,
+            dealers,
+            next_event_seq,
+            ..
+        } = &mut self.state;
+        let order = &orders[slot];
+        let (id, dealer) = (order.id, order.dealer);
+        for allocation in &order.allocations {
             let sku_id = order.lines[allocation.line as usize].sku;
-            let sku = &mut self.state.skus[sku_id.index()];
+            let sku = &mut skus[sku_id.index()];
             let cell = sku
                 .cell_mut(allocation.warehouse)
                 .expect("an allocation names a stocked cell");
@@ -705,33 +721,26 @@ impl Ledger {
                 warehouse: allocation.warehouse,
                 qty: allocation.qty,
             };
-            self.emit(now_ms, kind, events);
+            crate::ledger::emit_to(next_event_seq, now_ms, kind, events);
         }
-        let order = &self.state.orders[slot];
         for line in &order.lines {
             if from == OrderStatus::Backordered && line.backordered > 0 {
-                let rank = self.tier_rank(dealer);
                 let removed = self.index.queues[line.sku.index()].remove(&(rank, id));
                 assert!(removed, "a backordered line is queued");
-                self.state.skus[line.sku.index()].backordered -= line.backordered;
+                skus[line.sku.index()].backordered -= line.backordered;
             }
             if let Some(promotion) = line.promotion {
-                self.state.promotions[promotion.index()].used -= line.qty;
+                promotions[promotion.index()].used -= line.qty;
                 let key = crate::ledger::usage_key(promotion, dealer);
-                let used = self
-                    .state
-                    .promotion_usage
-                    .get_mut(&key)
-                    .expect("promo usage recorded");
+                let used = promotion_usage.get_mut(&key).expect("promo usage recorded");
                 *used -= line.qty;
                 if *used == 0 {
-                    self.state.promotion_usage.remove(&key);
+                    promotion_usage.remove(&key);
                 }
             }
         }
         let amount = order.credit_amount();
-        let rebate = order.rebate_used;
-        let account = &mut self.state.dealers[dealer.index()];
+        let account = &mut dealers[dealer.index()];
         if from == OrderStatus::Confirmed {
             account.credit_used = (account.credit_used - amount).max(0);
         } else {
@@ -739,9 +748,10 @@ impl Ledger {
         }
         // The rebate was part of this balance before; only accruals since could push
         // it to the limit, and saturating there is the conservative answer.
-        account.rebate_balance = account.rebate_balance.saturating_add(rebate);
-        for line in 0..self.state.orders[slot].lines.len() {
-            let sku = self.state.orders[slot].lines[line].sku;
+        account.rebate_balance = account.rebate_balance.saturating_add(order.rebate_used);
+        let released: smallvec::SmallVec<[SkuId; INLINE_LINES]> =
+            order.lines.iter().map(|l| l.sku).collect();
+        for sku in released {
             self.settle_sku(sku, now_ms, events);
         }
     }
