@@ -398,12 +398,13 @@ pub(crate) fn prefetch_cells(sku: &Sku) {
 fn repeated_sku(lines: &[LinePlan], sorted: &mut Vec<SkuId>) -> Option<SkuId> {
     const PAIRWISE_MAX: usize = 8;
     if lines.len() <= PAIRWISE_MAX {
-        return lines
-            .iter()
-            .enumerate()
-            .filter(|&(i, line)| lines[i + 1..].iter().any(|l| l.sku == line.sku))
-            .map(|(_, line)| line.sku)
-            .min();
+        let mut repeated: Option<SkuId> = None;
+        for (i, line) in lines.iter().enumerate() {
+            if lines[..i].iter().any(|l| l.sku == line.sku) {
+                repeated = Some(repeated.map_or(line.sku, |r| r.min(line.sku)));
+            }
+        }
+        return repeated;
     }
     sorted.clear();
     sorted.extend(lines.iter().map(|l| l.sku));
