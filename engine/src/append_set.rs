@@ -45,16 +45,28 @@ impl<K: Ord + Copy> AppendSet<K> {
     }
 
     /// Adds `key`; returns whether it was new.
+    #[inline]
     pub fn insert(&mut self, key: K) -> bool {
         match self.queue.back() {
-            Some(&(last, _)) if key <= last => {
-                if self.find(key).is_some() {
-                    return false;
-                }
-                self.late.insert(key)
-            }
+            Some(&(last, _)) if key <= last => self.insert_late(key),
             // A late key may be above every queued one once those are gone.
-            _ if !self.late.is_empty() && self.late.contains(&key) => false,
+            _ if !self.late.is_empty() => self.insert_late(key),
+            _ => {
+                self.queue.push_back((key, true));
+                true
+            }
+        }
+    }
+
+    /// [`Self::insert`] of a key below the last queued one, or while late keys are
+    /// kept.
+    #[inline(never)]
+    fn insert_late(&mut self, key: K) -> bool {
+        if self.late.contains(&key) || self.find(key).is_some() {
+            return false;
+        }
+        match self.queue.back() {
+            Some(&(last, _)) if key <= last => self.late.insert(key),
             _ => {
                 self.queue.push_back((key, true));
                 true
@@ -76,14 +88,23 @@ impl<K: Ord + Copy> AppendSet<K> {
     }
 
     /// Removes `key`; returns whether it was there.
+    #[inline]
     pub fn remove(&mut self, key: K) -> bool {
         // The oldest key is the one most often removed (the front is never a removed
         // entry).
         if self.queue.front().is_some_and(|&(first, _)| first == key) {
             self.queue.pop_front();
-            self.drop_removed_front();
+            if self.removed > 0 {
+                self.drop_removed_front();
+            }
             return true;
         }
+        self.remove_later(key)
+    }
+
+    /// [`Self::remove`] of a key that is not the first queued one.
+    #[inline(never)]
+    fn remove_later(&mut self, key: K) -> bool {
         let Some(i) = self.find(key) else {
             return self.late.remove(&key);
         };
