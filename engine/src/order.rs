@@ -569,7 +569,8 @@ impl Ledger {
         events: &mut Vec<Event>,
     ) -> Result<Effect, Rejection> {
         let slot = self.order_slot(id)?;
-        let from = self.state.orders[slot].status;
+        let order = &self.state.orders[slot];
+        let (from, dealer) = (order.status, order.dealer);
         // A `let else`, not `ok_or`: a rejection built eagerly is dropped on every
         // success, and dropping one is a call.
         let Some(to) = action.target(from) else {
@@ -579,13 +580,12 @@ impl Ledger {
                 action,
             });
         };
-        let dealer = self.state.orders[slot].dealer;
         if matches!(
             to,
             OrderStatus::Shipped | OrderStatus::Cancelled | OrderStatus::Rejected
         ) {
             // Stock moves: start loading the cells of the order's SKUs now.
-            for line in &self.state.orders[slot].lines {
+            for line in &order.lines {
                 crate::placement::prefetch_cells(&self.state.skus[line.sku.index()]);
             }
         }
