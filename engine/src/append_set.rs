@@ -8,9 +8,13 @@
 //! ordered set instead. Removed keys are usually the oldest: the first key is taken
 //! off the front at once; any other is found by a search galloping from the front
 //! and marked. Marks at the front are dropped at once, and the deque is compacted
-//! when marks outnumber live keys, so it stays within twice the live keys.
+//! whenever marks outnumber live keys (once there are more than a few), so it stays
+//! within twice the live keys.
 
 use std::collections::{BTreeSet, VecDeque};
+
+/// Removal marks tolerated before the deque is compacted, however few live keys.
+const COMPACT_MARKS_MIN: usize = 64;
 
 #[derive(Clone, Debug)]
 pub(crate) struct AppendSet<K> {
@@ -62,12 +66,17 @@ impl<K: Ord + Copy> AppendSet<K> {
     /// kept.
     #[inline(never)]
     fn insert_late(&mut self, key: K) -> bool {
-        if self.late.contains(&key) || self.find(key).is_some() {
-            return false;
-        }
         match self.queue.back() {
-            Some(&(last, _)) if key <= last => self.late.insert(key),
+            Some(&(last, _)) if key <= last => {
+                if self.find(key).is_some() {
+                    return false;
+                }
+                self.late.insert(key)
+            }
             _ => {
+                if self.late.contains(&key) {
+                    return false;
+                }
                 self.queue.push_back((key, true));
                 true
             }
@@ -96,6 +105,7 @@ impl<K: Ord + Copy> AppendSet<K> {
             self.queue.pop_front();
             if self.removed > 0 {
                 self.drop_removed_front();
+                self.compact_if_sparse();
             }
             return true;
         }
@@ -111,11 +121,17 @@ impl<K: Ord + Copy> AppendSet<K> {
         self.queue[i].1 = false;
         self.removed += 1;
         self.drop_removed_front();
-        if self.removed > 64 && self.removed * 2 > self.queue.len() {
+        self.compact_if_sparse();
+        true
+    }
+
+    /// Drops the removal marks once they outnumber the live keys (and are more than a
+    /// few), so the deque stays within twice the live keys.
+    fn compact_if_sparse(&mut self) {
+        if self.removed > COMPACT_MARKS_MIN && self.removed * 2 > self.queue.len() {
             self.queue.retain(|&(_, live)| live);
             self.removed = 0;
         }
-        true
     }
 
     fn drop_removed_front(&mut self) {
@@ -142,7 +158,10 @@ impl<K: Ord + Copy> AppendSet<K> {
             self.late.pop_first();
         } else {
             self.queue.pop_front();
-            self.drop_removed_front();
+            if self.removed > 0 {
+                self.drop_removed_front();
+                self.compact_if_sparse();
+            }
         }
         Some(first)
     }
@@ -342,33 +361,71 @@ mod tests {
         assert_eq!(keys(&set), vec![50]);
     }
 
+    /// Marks left by removals behind the front are still compacted when the live keys
+    /// before them are then taken off the front.
+    #[test]
+    fn marks_are_compacted_when_the_front_is_taken() {
+        let mut set = AppendSet::default();
+        for key in 1..=200 {
+            set.insert(key);
+        }
+        for key in 101..=165 {
+            assert!(set.remove(key));
+        }
+        assert_eq!(
+            set.removed, 65,
+            "65 marks in 200 entries: not yet compacted"
+        );
+        for key in 1..=99 {
+            assert!(set.remove(key));
+            assert!(
+                set.removed * 2 <= set.queue.len(),
+                "{} marks in a deque of {}",
+                set.removed,
+                set.queue.len()
+            );
+        }
+        assert_eq!(
+            keys(&set),
+            [100].into_iter().chain(166..=200).collect::<Vec<_>>()
+        );
+    }
+
     /// The set against a `BTreeSet`, through keys that mostly arrive in order (with
-    /// late ones among them), removals at the front and anywhere else, and pops.
+    /// late ones among them), removals at the front and anywhere else (enough of them
+    /// to compact the marks), and pops; the deque stays within twice the live keys.
     #[test]
     fn a_set_agrees_with_a_btree_set() {
         use proptest::prelude::*;
-        // (operation, step): the next key is the last one plus a step that is usually
-        // forward; removals pick a key by position.
-        let ops = proptest::collection::vec((0_u8..10, -3_i64..12), 1..400);
-        proptest!(|(ops in ops)| {
+        // A first run of in-order keys, then operations (operation, step, position):
+        // the next key is the last one plus a step that is usually forward; removals
+        // pick a key by position among all keys. Inserts are the first `inserts` of
+        // ten operations, so some sets grow and some shrink (and pile up marks).
+        let ops = proptest::collection::vec((0_u8..10, -3_i64..12, any::<u16>()), 1..1_500);
+        proptest!(|(first in 0_i64..400, inserts in 1_u8..8, ops in ops)| {
             let mut set = AppendSet::default();
             let mut model = BTreeSet::new();
-            let mut last = 100_i64;
-            for (op, step) in ops {
+            for key in 0..first {
+                set.insert(key);
+                model.insert(key);
+            }
+            let mut last = first + 100;
+            for (op, step, position) in ops {
+                let op = if op < inserts { 0 } else { 1 + op % 4 };
                 match op {
-                    0..=4 => {
+                    0 => {
                         last += step;
                         prop_assert_eq!(set.insert(last), model.insert(last));
                     }
-                    5..=6 => {
+                    1 => {
                         // The oldest key, as closing orders in order removes.
                         let key = model.first().copied().unwrap_or(last);
                         prop_assert_eq!(set.remove(key), model.remove(&key));
                     }
-                    7..=8 => {
+                    2 | 3 => {
                         let key = model
                             .iter()
-                            .nth(step.unsigned_abs() as usize % (model.len() + 1))
+                            .nth(usize::from(position) % (model.len() + 1))
                             .copied()
                             .unwrap_or(last + step);
                         prop_assert_eq!(set.remove(key), model.remove(&key));
@@ -377,6 +434,10 @@ mod tests {
                 }
                 prop_assert_eq!(set.first(), model.first().copied());
                 prop_assert!(set.queue.front().is_none_or(|&(_, live)| live));
+                prop_assert!(
+                    set.removed <= COMPACT_MARKS_MIN || set.removed * 2 <= set.queue.len(),
+                    "{} marks in a deque of {}", set.removed, set.queue.len()
+                );
             }
             prop_assert_eq!(keys(&set), model.into_iter().collect::<Vec<_>>());
         });
