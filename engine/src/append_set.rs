@@ -102,11 +102,7 @@ impl<K: Ord + Copy> AppendSet<K> {
         // The oldest key is the one most often removed (the front is never a removed
         // entry).
         if self.queue.front().is_some_and(|&(first, _)| first == key) {
-            self.queue.pop_front();
-            if self.removed > 0 {
-                self.drop_removed_front();
-                self.compact_if_sparse();
-            }
+            self.pop_front();
             return true;
         }
         self.remove_later(key)
@@ -120,9 +116,22 @@ impl<K: Ord + Copy> AppendSet<K> {
         };
         self.queue[i].1 = false;
         self.removed += 1;
+        self.tidy();
+        true
+    }
+
+    /// Takes the first queued key off (it is live), then tidies any marks.
+    fn pop_front(&mut self) {
+        self.queue.pop_front();
+        if self.removed > 0 {
+            self.tidy();
+        }
+    }
+
+    /// Drops the marks the front now shows, and compacts the rest if they are many.
+    fn tidy(&mut self) {
         self.drop_removed_front();
         self.compact_if_sparse();
-        true
     }
 
     /// Drops the removal marks once they outnumber the live keys (and are more than a
@@ -157,11 +166,7 @@ impl<K: Ord + Copy> AppendSet<K> {
         if self.late.first() == Some(&first) {
             self.late.pop_first();
         } else {
-            self.queue.pop_front();
-            if self.removed > 0 {
-                self.drop_removed_front();
-                self.compact_if_sparse();
-            }
+            self.pop_front();
         }
         Some(first)
     }
