@@ -38,7 +38,7 @@ fn main() {
         let mut ledger = steady_book(retention_s);
         let mut orders = steady_orders(hot);
         let mut events = Vec::with_capacity(64);
-        for now_ms in 2..u64::from(rounds * ORDERS_PER_ROUND) + 2 {
+        for now_ms in 2..u64::from(rounds) * u64::from(ORDERS_PER_ROUND) + 2 {
             let outcome = ledger.apply(now_ms, orders.next_order(), &mut events);
             let Ok(Effect::OrderPlaced(id)) = outcome.result else {
                 panic!("placement refused: {outcome:?}");
