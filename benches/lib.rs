@@ -2,9 +2,12 @@
 //! - `engine.rs`: `engine/place_3_lines`, `engine/place_3_lines_hot`,
 //!   `engine/place_3_lines_retained`, `engine/tick_expire`;
 //! - `wal.rs`: `wal/group_commit`, `wal/replay`;
-//! - `examples/ledger_memory.rs`: resident memory of a ledger with 1,000,000 open orders;
+//! - `examples/ledger_memory.rs`: resident memory of a ledger with 1,000,000 open
+//!   orders (or, with `history`, 1,000,000 orders closed in the steady mix);
 //! - `examples/engine_mix.rs`: the `place_3_lines` mix with placements and lifecycle
 //!   commands timed apart;
+//! - `examples/mix_loop.rs`: the steady mix as one loop, to count its instructions
+//!   with callgrind;
 //! - `examples/warm_memory.rs`: touches fresh memory before a benchmark (see
 //!   docs/PERFORMANCE.md: on a VM, memory the host does not back yet costs several
 //!   times more to touch).

@@ -27,7 +27,7 @@ impl Ledger {
             let Some(&(rank, id)) = self.index.queues[sku.index()].first() else {
                 break;
             };
-            let slot = self.order_slot(id).expect("queued orders exist");
+            let slot = id.slot().expect("queued orders exist");
             let order = &self.state.orders[slot];
             assert_eq!(
                 order.status,

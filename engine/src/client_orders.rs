@@ -76,10 +76,16 @@ impl ClientOrders {
     /// The part and the tag of a key: independent bits of its hash. A placement
     /// locates its key once, for the prefetch, the lookup and then the insert.
     pub fn locate(&self, dealer: DealerId, key: &str) -> KeyLocation {
+        self.locate_bytes(dealer, key.as_bytes())
+    }
+
+    /// [`Self::locate`] of a key's bytes.
+    fn locate_bytes(&self, dealer: DealerId, key: &[u8]) -> KeyLocation {
         use std::hash::{BuildHasher, Hash, Hasher};
         let mut hasher = rustc_hash::FxBuildHasher.build_hasher();
         dealer.hash(&mut hasher);
-        key.hash(&mut hasher);
+        // The hasher's `write` takes the length into account.
+        hasher.write(key);
         let hash = hasher.finish();
         let part_bits = CLIENT_ORDER_PARTS.trailing_zeros();
         let part = (hash >> (64 - part_bits)) as usize;
@@ -121,7 +127,7 @@ impl ClientOrders {
             OrderId(word & ID_MASK)
                 .slot()
                 .and_then(|slot| orders.get(slot))
-                .is_some_and(|order| order.dealer == dealer && order.client_order_id == key)
+                .is_some_and(|order| order.dealer() == dealer && order.key() == key.as_bytes())
         });
         if let Some(word) = found {
             return Some(OrderId(word & ID_MASK));
@@ -150,13 +156,15 @@ impl ClientOrders {
         self.slots += part.slots.len() - before;
     }
 
-    /// Forgets the key of order `id` (when the order is pruned).
-    pub fn remove(&mut self, dealer: DealerId, key: &str, id: OrderId) {
+    /// Forgets the key (its bytes) of order `id` (when the order is pruned).
+    pub fn remove(&mut self, dealer: DealerId, key: &[u8], id: OrderId) {
         if id.0 > ID_MASK {
-            self.overflow.remove(&(dealer, key.to_owned()));
+            if let Ok(key) = std::str::from_utf8(key) {
+                self.overflow.remove(&(dealer, key.to_owned()));
+            }
             return;
         }
-        let KeyLocation { part, tag } = self.locate(dealer, key);
+        let KeyLocation { part, tag } = self.locate_bytes(dealer, key);
         self.parts[part].remove((tag << ID_BITS) | id.0);
     }
 
@@ -350,7 +358,7 @@ mod tests {
         );
         assert_eq!(index.get(&orders, DealerId(0), "PO-x"), None);
         for (i, (dealer, key)) in keys.iter().enumerate().filter(|(i, _)| i % 2 == 1) {
-            index.remove(*dealer, key, OrderId(i as u64 + 1));
+            index.remove(*dealer, key.as_bytes(), OrderId(i as u64 + 1));
         }
         for (i, (dealer, key)) in keys.iter().enumerate() {
             let expected = (i % 2 == 0).then_some(OrderId(i as u64 + 1));
@@ -367,7 +375,7 @@ mod tests {
         index.insert(DealerId(1), "PO-far", far);
         assert_eq!(index.get(&orders, DealerId(1), "PO-far"), Some(far));
         assert_eq!(index.get(&orders, DealerId(2), "PO-far"), None);
-        index.remove(DealerId(1), "PO-far", far);
+        index.remove(DealerId(1), b"PO-far", far);
         assert_eq!(index.get(&orders, DealerId(1), "PO-far"), None);
     }
 

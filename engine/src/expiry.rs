@@ -15,7 +15,7 @@ impl Ledger {
                 break;
             }
             self.index.holds.pop_first();
-            let slot = self.order_slot(id).expect("held orders exist");
+            let slot = id.slot().expect("held orders exist");
             let order = &mut self.state.orders[slot];
             assert_eq!(
                 order.status,
@@ -30,6 +30,7 @@ impl Ledger {
             self.note_closed(id, now_ms);
             self.emit(now_ms, EventKind::HoldExpired { order: id, dealer }, events);
             self.release(slot, OrderStatus::Held, now_ms, events);
+            self.state.orders.close(slot);
             expired += 1;
         }
         expired

@@ -36,10 +36,9 @@ impl Ledger {
             })
             && s.orders.is_well_formed()
             && s.orders.iter().all(|o| {
-                o.id.slot()
-                    .and_then(|slot| s.orders.get(slot))
-                    .is_some_and(|x| std::ptr::eq(x, o))
-                    && o.dealer.index() < s.dealers.len()
+                let o = o.to_order();
+                o.dealer.index() < s.dealers.len()
+                    && crate::ids::is_valid_client_order_id(&o.client_order_id)
                     && o.lines.iter().all(|l| {
                         l.sku.index() < s.skus.len()
                             && l.promotion.is_none_or(|p| p.index() < s.promotions.len())
@@ -74,7 +73,8 @@ impl Ledger {
         let mut held = vec![0i64; s.dealers.len()];
         let mut usage: BTreeMap<u64, u64> = BTreeMap::new();
         let mut promo_used = vec![0u64; s.promotions.len()];
-        for order in &s.orders {
+        for order in s.orders.iter() {
+            let order = order.to_order();
             if order.status.is_open() {
                 for a in &order.allocations {
                     let sku = order.lines[a.line as usize].sku.index();

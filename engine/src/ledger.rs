@@ -349,20 +349,18 @@ impl Ledger {
         let mut dealer_open = vec![Vec::new(); dealers];
         index.dealer_pruned = vec![0; dealers];
         let mut holds = Vec::new();
-        for order in &state.orders {
-            let d = order.dealer.index();
+        for order in state.orders.iter() {
+            let (id, dealer) = (order.id(), order.dealer());
+            let d = dealer.index();
             index
                 .client_orders
-                .insert(order.dealer, &order.client_order_id, order.id);
-            index.dealer_orders[d].push(order.id);
-            if order.status.is_open() {
-                dealer_open[d].push(order.id);
-            }
-            if order.status == OrderStatus::Held {
-                let at = order
-                    .hold_expires_at_ms
-                    .expect("a held order has a deadline");
-                holds.push((at, order.id));
+                .insert(dealer, order.client_order_id(), id);
+            index.dealer_orders[d].push(id);
+            if let Some(open) = order.open() {
+                dealer_open[d].push(id);
+                if let Some(at) = open.hold_expires_at_ms {
+                    holds.push((at, id));
+                }
             }
         }
         index.holds = AppendSet::from_keys(holds);
@@ -377,7 +375,7 @@ impl Ledger {
     /// when the priority or a queued dealer's tier changes).
     pub(crate) fn rebuild_queues(&mut self) {
         let mut queues = vec![BTreeSet::new(); self.state.skus.len()];
-        for order in &self.state.orders {
+        for order in self.state.orders.iter_open() {
             if order.status != OrderStatus::Backordered {
                 continue;
             }

@@ -31,6 +31,7 @@ mod append_set;
 mod backorder;
 mod catalog;
 mod client_orders;
+mod closed;
 mod code_index;
 pub mod codec;
 pub mod command;
@@ -62,6 +63,7 @@ pub use event::{Event, EventKind};
 pub use ids::{DealerId, OrderId, PromotionId, RegionId, SkuId, TierId, WarehouseId};
 pub use ledger::{Effect, Ledger, Outcome, Settings, State};
 pub use order::{
-    Allocation, Allocations, Order, OrderAction, OrderLine, OrderLines, OrderStatus, Orders,
+    Allocation, Allocations, Order, OrderAction, OrderLine, OrderLines, OrderRef, OrderStatus,
+    Orders,
 };
 pub use stock::{StockCell, StockCells};

@@ -8,6 +8,8 @@
 //! held | pending_approval | backordered | confirmed ──cancel──▶ cancelled
 //! ```
 
+use std::borrow::Cow;
+
 use crate::command::{plain_data, PlaceOrder, Unit};
 use crate::error::Rejection;
 use crate::event::{Event, EventKind};
@@ -173,14 +175,20 @@ pub type Allocations = smallvec::SmallVec<[Allocation; INLINE_LINES]>;
 /// Lines (and allocations) kept inline in an [`Order`]: most orders are small.
 pub const INLINE_LINES: usize = 3;
 
-/// Orders in id order (`orders[id - 1]`), stored in fixed-size chunks so that the
-/// book never moves millions of orders at once to grow: appending is O(1) without
-/// the latency spike of a large vector's reallocation. A pruned order (see
-/// `Settings::order_retention_s`) leaves an empty slot, and a chunk whose orders were
-/// all pruned is freed, so a book with retention stays bounded; the most recently
-/// freed chunk is kept as a spare and becomes the next new chunk, so a book in steady
-/// state with retention reuses its memory instead of faulting in a fresh chunk
-/// (about 1.2 MB) every `ORDERS_PER_CHUNK` orders.
+/// Every order of a book, by id (`orders[id - 1]`).
+///
+/// An open order is an [`Order`] in a slot of a pool; a slot that an order leaves when
+/// it closes takes the next new one, so a book in steady state writes new orders into
+/// memory it has just used. A closed order never changes again and is kept as a short
+/// record (see `closed`), about a quarter of an [`Order`]'s size: a book that keeps its
+/// history faults in far less fresh memory per order.
+///
+/// Ids come in chunks of `ORDERS_PER_CHUNK`, each with where its orders are kept and
+/// the records of its closed ones, so the book never moves millions of orders at once
+/// to grow. A pruned order (see `Settings::order_retention_s`) leaves an empty slot,
+/// and a chunk whose orders were all pruned is freed, so a book with retention stays
+/// bounded; the most recently freed chunk's allocations are kept and become the next
+/// chunk's. The pool keeps the size of the most orders ever open at once.
 #[derive(
     Clone,
     Debug,
@@ -194,22 +202,102 @@ pub const INLINE_LINES: usize = 3;
     rkyv::Deserialize,
 )]
 pub struct Orders {
-    chunks: Vec<Vec<Option<Order>>>,
-    /// Orders not pruned, per chunk.
-    live: Vec<u32>,
-    /// Slots given out: the last order id.
+    chunks: Vec<Chunk>,
+    /// Open orders, in chunks of `OPEN_PER_CHUNK` slots; `None` is a free slot.
+    open: Vec<Vec<Option<Order>>>,
+    /// The free slots of `open`, the one freed last at the end (it is taken first).
+    free: Vec<u32>,
+    /// Ids given out: the last order id.
     len: usize,
-    /// An emptied chunk's allocation, kept for the next chunk (not book state).
+    /// An emptied chunk's allocations, kept for the next chunk (not book state).
     #[serde(skip)]
     #[rkyv(with = rkyv::with::Skip)]
     spare: SpareChunk,
 }
 
-/// The allocation of a freed chunk of [`Orders`], empty but with its capacity. It is
-/// not part of the book: it compares equal to any other, is not serialized, and a
-/// clone does not copy it.
+/// `ORDERS_PER_CHUNK` consecutive ids (fewer in the last chunk).
+#[derive(
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+struct Chunk {
+    /// Where each id's order is; empty once the chunk is freed.
+    slots: Vec<Slot>,
+    /// The records of the chunk's closed orders, back to back (a pruned order's
+    /// record stays until the chunk is freed).
+    closed: Vec<u8>,
+    /// Orders not pruned.
+    live: u32,
+}
+
+/// Where an order is: pruned, open in a slot of the pool, or closed with its record
+/// at an offset in its chunk's records. A tag in the top two bits, then the place.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+#[serde(transparent)]
+struct Slot(u64);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
+    Pruned,
+    Open(usize),
+    Closed(usize),
+}
+
+impl Slot {
+    const PRUNED: Self = Self(0);
+    const OPEN: u64 = 1 << 62;
+    const CLOSED: u64 = 2 << 62;
+    const PLACE: u64 = (1 << 62) - 1;
+
+    fn open(at: usize) -> Self {
+        Self(Self::OPEN | at as u64)
+    }
+
+    fn closed(at: usize) -> Self {
+        debug_assert!(at as u64 <= Self::PLACE);
+        Self(Self::CLOSED | at as u64)
+    }
+
+    #[inline]
+    fn place(self) -> Option<Place> {
+        let at = (self.0 & Self::PLACE) as usize;
+        match self.0 & !Self::PLACE {
+            0 if at == 0 => Some(Place::Pruned),
+            Self::OPEN => Some(Place::Open(at)),
+            Self::CLOSED => Some(Place::Closed(at)),
+            // Only a forged snapshot has these (refused by `is_well_formed`).
+            _ => None,
+        }
+    }
+}
+
+/// The allocations of a freed chunk, empty but with their capacity. Not part of the
+/// book: it compares equal to any other, is not serialized, and a clone does not copy
+/// it.
 #[derive(Default)]
-struct SpareChunk(Vec<Option<Order>>);
+struct SpareChunk {
+    slots: Vec<Slot>,
+    closed: Vec<u8>,
+}
 
 impl Clone for SpareChunk {
     fn clone(&self) -> Self {
@@ -227,17 +315,129 @@ impl Eq for SpareChunk {}
 
 impl std::fmt::Debug for SpareChunk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SpareChunk(capacity {})", self.0.capacity())
+        write!(
+            f,
+            "SpareChunk(capacity {} slots, {} record bytes)",
+            self.slots.capacity(),
+            self.closed.capacity()
+        )
     }
 }
 
-/// Orders per chunk of [`Orders`]: about 1.2 MB of orders. Small enough that, in a
-/// book with retention, the chunk emptied last (the spare) was written recently and is
-/// still in the CPU's caches when new orders are written into it; chunks of 65,536
-/// (about 20 MB) came back cold, and writing each new order waited on memory.
-/// Snapshots record the chunks as they are; one written with another chunk size is
-/// re-chunked when restored (see [`Orders::rechunked`]).
+/// Ids per chunk of [`Orders`]: 32 KiB of slots. Snapshots record the chunks as they
+/// are, so this is part of the snapshot format.
 const ORDERS_PER_CHUNK: usize = 1 << 12;
+
+/// How far past the last record [`Orders::close`] starts loading memory for the next
+/// ones: about two records of a small order.
+const RECORD_AHEAD: usize = 128;
+
+/// Slots per chunk of the open-order pool: about 300 KB.
+const OPEN_PER_CHUNK: usize = 1 << 10;
+
+/// A free slot of the pool held an order: the free list is wrong.
+#[cold]
+#[inline(never)]
+fn slot_taken() -> ! {
+    panic!("a free slot of the order pool holds an order")
+}
+
+/// An order of a book as [`Orders`] keeps it: an open [`Order`], or the record of a
+/// closed one, whose status, dealer, key and close time read without decoding it.
+#[derive(Clone, Copy, Debug)]
+pub struct OrderRef<'a>(Kept<'a>);
+
+#[derive(Clone, Copy, Debug)]
+enum Kept<'a> {
+    Open(&'a Order),
+    Closed(OrderId, crate::closed::Header<'a>),
+}
+
+impl<'a> OrderRef<'a> {
+    pub fn id(&self) -> OrderId {
+        match self.0 {
+            Kept::Open(order) => order.id,
+            Kept::Closed(id, _) => id,
+        }
+    }
+
+    #[inline]
+    pub fn status(&self) -> OrderStatus {
+        match self.0 {
+            Kept::Open(order) => order.status,
+            Kept::Closed(_, header) => header.status,
+        }
+    }
+
+    #[inline]
+    pub fn dealer(&self) -> DealerId {
+        match self.0 {
+            Kept::Open(order) => order.dealer,
+            Kept::Closed(_, header) => header.dealer,
+        }
+    }
+
+    pub fn client_order_id(&self) -> &'a str {
+        match self.0 {
+            Kept::Open(order) => &order.client_order_id,
+            Kept::Closed(_, header) => std::str::from_utf8(header.key)
+                .expect("closed records are checked when written or restored"),
+        }
+    }
+
+    /// The idempotency key's bytes (no check that they are text).
+    #[inline]
+    pub(crate) fn key(&self) -> &'a [u8] {
+        match self.0 {
+            Kept::Open(order) => order.client_order_id.as_bytes(),
+            Kept::Closed(_, header) => header.key,
+        }
+    }
+
+    /// When the order last changed (for a closed order, when it closed).
+    pub fn updated_at_ms(&self) -> u64 {
+        match self.0 {
+            Kept::Open(order) => order.updated_at_ms,
+            Kept::Closed(_, header) => header.updated_at_ms,
+        }
+    }
+
+    /// The order, if it is open.
+    #[inline]
+    pub fn open(&self) -> Option<&'a Order> {
+        match self.0 {
+            Kept::Open(order) => Some(order),
+            Kept::Closed(..) => None,
+        }
+    }
+
+    /// The whole order: borrowed if open, decoded from its record if closed.
+    pub fn to_order(&self) -> Cow<'a, Order> {
+        match self.0 {
+            Kept::Open(order) => Cow::Borrowed(order),
+            Kept::Closed(id, header) => Cow::Owned(
+                header
+                    .decode(id)
+                    .expect("closed records are checked when written or restored")
+                    .0,
+            ),
+        }
+    }
+
+    /// Each line's promotion and quantity, for the lines priced at one.
+    pub(crate) fn promotion_lines(&self) -> smallvec::SmallVec<[(PromotionId, u64); 4]> {
+        match self.0 {
+            Kept::Open(order) => order
+                .lines
+                .iter()
+                .filter_map(|l| Some((l.promotion?, l.qty)))
+                .collect(),
+            Kept::Closed(_, header) => header
+                .promotion_lines()
+                .expect("closed records are checked when written or restored"),
+        }
+    }
+}
 
 impl Orders {
     /// How many orders were ever placed (the last id), pruned ones included.
@@ -249,263 +449,323 @@ impl Orders {
         self.len == 0
     }
 
-    /// The order in `slot`, unless there is none or it was pruned.
+    /// The order in `slot` (id − 1), unless there is none or it was pruned.
     #[inline]
-    pub fn get(&self, slot: usize) -> Option<&Order> {
-        self.chunks
-            .get(slot / ORDERS_PER_CHUNK)?
-            .get(slot % ORDERS_PER_CHUNK)?
-            .as_ref()
+    pub fn get(&self, slot: usize) -> Option<OrderRef<'_>> {
+        let chunk = self.chunks.get(slot / ORDERS_PER_CHUNK)?;
+        self.kept(slot, chunk, *chunk.slots.get(slot % ORDERS_PER_CHUNK)?)
     }
 
     #[inline]
-    pub fn push(&mut self, order: Order) {
-        if self.len % ORDERS_PER_CHUNK == 0 || self.last_chunk_full() {
-            self.make_room();
+    fn kept<'a>(&'a self, slot: usize, chunk: &'a Chunk, at: Slot) -> Option<OrderRef<'a>> {
+        match at.place()? {
+            Place::Pruned => None,
+            Place::Open(at) => {
+                let order = self
+                    .open
+                    .get(at / OPEN_PER_CHUNK)?
+                    .get(at % OPEN_PER_CHUNK)?;
+                Some(OrderRef(Kept::Open(order.as_ref()?)))
+            }
+            Place::Closed(at) => {
+                let header = crate::closed::header(chunk.closed.get(at..)?)?;
+                Some(OrderRef(Kept::Closed(OrderId(slot as u64 + 1), header)))
+            }
         }
+    }
+
+    /// Whether there is an order in `slot` (not pruned), without reading it.
+    #[inline]
+    pub fn contains(&self, slot: usize) -> bool {
+        self.chunks
+            .get(slot / ORDERS_PER_CHUNK)
+            .and_then(|c| c.slots.get(slot % ORDERS_PER_CHUNK))
+            .is_some_and(|at| at.0 != Slot::PRUNED.0)
+    }
+
+    /// The open order in `slot`, if it is open.
+    #[inline]
+    pub fn get_open(&self, slot: usize) -> Option<&Order> {
+        let chunk = self.chunks.get(slot / ORDERS_PER_CHUNK)?;
+        match chunk.slots.get(slot % ORDERS_PER_CHUNK)?.place()? {
+            Place::Open(at) => self
+                .open
+                .get(at / OPEN_PER_CHUNK)?
+                .get(at % OPEN_PER_CHUNK)?
+                .as_ref(),
+            Place::Pruned | Place::Closed(_) => None,
+        }
+    }
+
+    /// A new order, open, with the next id.
+    #[inline]
+    pub fn push(&mut self, order: Order) {
+        debug_assert!(order.status.is_open() && order.id.slot() == Some(self.len));
+        if self.len % ORDERS_PER_CHUNK == 0 {
+            self.new_chunk();
+        }
+        let at = match self.free.pop() {
+            Some(at) => at as usize,
+            None => self.grow_pool(),
+        };
+        // The slot is known empty before the order moves in, so there is nothing to
+        // drop and the order is copied once, straight into the slot.
+        let kept = &mut self.open[at / OPEN_PER_CHUNK][at % OPEN_PER_CHUNK];
+        if kept.is_some() {
+            slot_taken();
+        }
+        *kept = Some(order);
         let chunk = self
             .chunks
             .last_mut()
             .expect("a chunk with room was ensured");
-        chunk.push(Some(order));
-        *self.live.last_mut().expect("a count per chunk") += 1;
+        chunk.slots.push(Slot::open(at));
+        chunk.live += 1;
         self.len += 1;
     }
 
-    /// Whether the last chunk has no spare capacity (a decoded chunk has only the room
-    /// it needed).
-    #[inline]
-    fn last_chunk_full(&self) -> bool {
-        self.chunks.last().is_some_and(|c| c.len() == c.capacity())
-    }
-
-    /// Makes room for the next order: a new chunk when the last one is complete, or
-    /// the rest of a decoded chunk's capacity.
+    /// Starts the next chunk of ids, in the spare chunk's allocations if there is one.
     #[cold]
     #[inline(never)]
-    fn make_room(&mut self) {
-        if self.len % ORDERS_PER_CHUNK == 0 {
-            // The first chunk grows as a vector does, so a small book stays small; a
-            // book that filled a chunk gets each next one whole, up front.
-            let capacity = if self.chunks.is_empty() {
-                0
-            } else {
-                ORDERS_PER_CHUNK
-            };
-            if let (Some(previous), Some(0)) = (self.chunks.last_mut(), self.live.last()) {
-                // Its orders were all pruned while it was the last chunk.
-                let emptied = std::mem::take(previous);
-                self.keep_spare(emptied);
-            }
-            let chunk = if capacity > 0 && self.spare.0.capacity() >= capacity {
-                std::mem::take(&mut self.spare.0)
-            } else {
-                Vec::with_capacity(capacity)
-            };
-            self.chunks.push(chunk);
-            self.live.push(0);
-        }
-        let multi_chunk = self.chunks.len() > 1;
-        let chunk = self.chunks.last_mut().expect("a chunk was just ensured");
-        if chunk.len() == chunk.capacity() {
-            if multi_chunk {
-                // A decoded chunk has only the room it needed; fill it without
-                // regrowing.
-                chunk.reserve_exact(ORDERS_PER_CHUNK - chunk.len());
-            } else {
-                chunk.reserve(1);
-            }
-        }
+    fn new_chunk(&mut self) {
+        // Room for its closed orders' records, as the chunk before used it so far and
+        // an eighth more: a record vector that outgrows its room is copied whole to
+        // one twice as large, fresh memory for each chunk.
+        let records = self.chunks.last().map_or(0, |c| {
+            let closed = c
+                .slots
+                .iter()
+                .filter(|s| !matches!(s.place(), Some(Place::Open(_))))
+                .count();
+            (c.closed.len() / closed.max(1)).saturating_mul(ORDERS_PER_CHUNK + ORDERS_PER_CHUNK / 8)
+        });
+        let spare = std::mem::take(&mut self.spare);
+        let mut chunk = Chunk {
+            slots: spare.slots,
+            closed: spare.closed,
+            live: 0,
+        };
+        chunk.slots.reserve_exact(ORDERS_PER_CHUNK);
+        chunk.closed.reserve_exact(records);
+        self.chunks.push(chunk);
     }
 
-    /// Drops the order in `slot`, leaving it empty (in place: an order is not copied
-    /// out to be dropped); frees the chunk once all its orders are gone (except the
-    /// last chunk, which still takes new orders). Returns whether there was one.
+    /// Adds a slot at the end of the pool (none is free); returns it.
+    #[cold]
+    #[inline(never)]
+    fn grow_pool(&mut self) -> usize {
+        let full = self.open.last().is_none_or(|c| c.len() == OPEN_PER_CHUNK);
+        if full {
+            self.open.push(Vec::with_capacity(OPEN_PER_CHUNK));
+        }
+        let chunks = self.open.len();
+        let last = self.open.last_mut().expect("a pool chunk with room");
+        last.push(None);
+        (chunks - 1) * OPEN_PER_CHUNK + last.len() - 1
+    }
+
+    /// The open order in `slot` has closed (its status is final): keep it as a
+    /// record, and free its slot in the pool.
+    pub(crate) fn close(&mut self, slot: usize) {
+        let chunk = &mut self.chunks[slot / ORDERS_PER_CHUNK];
+        let entry = &mut chunk.slots[slot % ORDERS_PER_CHUNK];
+        let Some(Place::Open(at)) = entry.place() else {
+            panic!("only an open order closes");
+        };
+        let kept = &mut self.open[at / OPEN_PER_CHUNK][at % OPEN_PER_CHUNK];
+        *entry = Slot::closed(chunk.closed.len());
+        crate::closed::encode(
+            kept.as_ref().expect("an open slot holds its order"),
+            &mut chunk.closed,
+        );
+        // The next records go just past this one, into memory not written yet. Start
+        // loading it now: a write that waits for memory holds up every later write,
+        // and any later load that must wait for them (the next command's, too).
+        prefetch_index::prefetch_index(&chunk.closed, chunk.closed.len() + RECORD_AHEAD);
+        *kept = None;
+        self.free
+            .push(u32::try_from(at).expect("fewer than 2^32 orders open at once"));
+    }
+
+    /// Drops the order in `slot`, leaving it empty; frees the chunk once all its
+    /// orders are gone (except the last chunk, which still takes new orders). Returns
+    /// whether there was one.
     pub(crate) fn remove(&mut self, slot: usize) -> bool {
-        let chunk = slot / ORDERS_PER_CHUNK;
-        let Some(entry) = self
-            .chunks
-            .get_mut(chunk)
-            .and_then(|c| c.get_mut(slot % ORDERS_PER_CHUNK))
-            .filter(|entry| entry.is_some())
-        else {
+        let c = slot / ORDERS_PER_CHUNK;
+        let last = self.chunks.len().saturating_sub(1);
+        let Some(chunk) = self.chunks.get_mut(c) else {
             return false;
         };
-        *entry = None;
-        self.live[chunk] -= 1;
-        if self.live[chunk] == 0 && chunk + 1 < self.chunks.len() {
-            let emptied = std::mem::take(&mut self.chunks[chunk]);
+        let Some(entry) = chunk.slots.get_mut(slot % ORDERS_PER_CHUNK) else {
+            return false;
+        };
+        match entry.place() {
+            Some(Place::Open(at)) => {
+                self.open[at / OPEN_PER_CHUNK][at % OPEN_PER_CHUNK] = None;
+                self.free
+                    .push(u32::try_from(at).expect("fewer than 2^32 orders open at once"));
+            }
+            Some(Place::Closed(_)) => {}
+            Some(Place::Pruned) | None => return false,
+        }
+        *entry = Slot::PRUNED;
+        chunk.live -= 1;
+        if chunk.live == 0 && c < last {
+            let emptied = std::mem::take(chunk);
             self.keep_spare(emptied);
         }
         true
     }
 
-    /// Keeps an emptied chunk's allocation for the next chunk, unless a spare as big
-    /// is kept already (then it is freed).
-    fn keep_spare(&mut self, mut emptied: Vec<Option<Order>>) {
-        if emptied.capacity() > self.spare.0.capacity() {
-            emptied.clear();
-            self.spare.0 = emptied;
+    /// Keeps an emptied chunk's allocations for the next chunk, unless a spare as big
+    /// is kept already (then they are freed).
+    fn keep_spare(&mut self, emptied: Chunk) {
+        let Chunk {
+            mut slots,
+            mut closed,
+            ..
+        } = emptied;
+        if closed.capacity() > self.spare.closed.capacity() {
+            slots.clear();
+            closed.clear();
+            self.spare = SpareChunk { slots, closed };
         }
     }
 
     /// The orders not pruned, in id order.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Order> {
-        self.chunks.iter().flatten().flatten()
-    }
-
-    /// These orders in chunks of this build's size, for a book decoded from a snapshot
-    /// that may have been written with another: every chunk but the last holds the
-    /// same number of slots (or was freed, empty, with no live orders). `None` if the
-    /// decoded chunks do not fit that shape; the result still goes through
-    /// [`Orders::is_well_formed`].
-    pub(crate) fn rechunked(self) -> Option<Self> {
-        let Some((last, earlier)) = self.chunks.split_last() else {
-            return Some(self);
-        };
-        let decoded_size = if earlier.is_empty() {
-            last.len()
-        } else {
-            self.len.checked_sub(last.len())? / earlier.len()
-        };
-        if decoded_size == ORDERS_PER_CHUNK
-            || (earlier.is_empty() && last.len() <= ORDERS_PER_CHUNK)
-        {
-            return Some(self);
-        }
-        let shaped = (1..=DECODED_CHUNK_MAX).contains(&decoded_size)
-            && self.live.len() == self.chunks.len()
-            && earlier
-                .len()
-                .checked_mul(decoded_size)?
-                .checked_add(last.len())?
-                == self.len
-            && earlier
+    pub fn iter(&self) -> impl Iterator<Item = OrderRef<'_>> {
+        self.chunks.iter().enumerate().flat_map(move |(c, chunk)| {
+            chunk
+                .slots
                 .iter()
-                .zip(&self.live)
-                .all(|(c, &live)| c.len() == decoded_size || (c.is_empty() && live == 0));
-        if !shaped {
-            return None;
-        }
-        let mut rebuilt = Orders::default();
-        for chunk in self.chunks {
-            if chunk.is_empty() {
-                rebuilt.skip_slots(decoded_size);
-            } else {
-                for slot in chunk {
-                    rebuilt.push_slot(slot);
-                }
-            }
-        }
-        rebuilt.free_emptied();
-        Some(rebuilt)
+                .enumerate()
+                .filter_map(move |(i, &at)| self.kept(c * ORDERS_PER_CHUNK + i, chunk, at))
+        })
     }
 
-    /// Whether the chunks, counts and `len` agree (a decoded book is checked before
-    /// use): every chunk but the last is full or freed, the last is not empty and
-    /// not over full.
+    /// The open orders, in id order.
+    pub fn iter_open(&self) -> impl Iterator<Item = &Order> {
+        self.iter().filter_map(|o| o.open())
+    }
+
+    /// Whether the chunks, slots, records and pool agree (a decoded book is checked
+    /// before use): every chunk but the last is full or freed, the last is not empty;
+    /// each open slot names a pool slot that holds the order of its id, and the pool
+    /// holds nothing else; each closed slot names a whole record of a closed order,
+    /// records in id order, none overlapping; the free list names each empty pool slot
+    /// once.
     pub(crate) fn is_well_formed(&self) -> bool {
+        self.chunks_well_formed() && self.pool_well_formed()
+    }
+
+    fn chunks_well_formed(&self) -> bool {
         let Some((last, earlier)) = self.chunks.split_last() else {
-            return self.len == 0 && self.live.is_empty();
+            return self.len == 0;
         };
-        self.live.len() == self.chunks.len()
-            && earlier
-                .iter()
-                .zip(&self.live)
-                .all(|(c, &live)| c.len() == ORDERS_PER_CHUNK || (c.is_empty() && live == 0))
-            && !last.is_empty()
-            && last.len() <= ORDERS_PER_CHUNK
+        let shaped = earlier.iter().all(|c| {
+            c.slots.len() == ORDERS_PER_CHUNK
+                || (c.slots.is_empty() && c.closed.is_empty() && c.live == 0)
+        }) && !last.slots.is_empty()
+            && last.slots.len() <= ORDERS_PER_CHUNK
+            && earlier.len() * ORDERS_PER_CHUNK + last.slots.len() == self.len;
+        shaped
             && self
                 .chunks
                 .iter()
-                .zip(&self.live)
-                .all(|(c, &live)| c.iter().filter(|o| o.is_some()).count() == live as usize)
-            && earlier.len() * ORDERS_PER_CHUNK + last.len() == self.len
-    }
-}
-
-/// The largest chunk size [`Orders::rechunked`] accepts from a snapshot (every build
-/// of allot so far used at most 65,536), so that a forged snapshot cannot make it
-/// build millions of chunks.
-const DECODED_CHUNK_MAX: usize = 1 << 20;
-
-/// Building [`Orders`] slot by slot in this build's chunking (see
-/// [`Orders::rechunked`]).
-impl Orders {
-    fn push_slot(&mut self, slot: Option<Order>) {
-        if self.len % ORDERS_PER_CHUNK == 0 {
-            self.chunks.push(Vec::with_capacity(ORDERS_PER_CHUNK));
-            self.live.push(0);
-        }
-        let live = slot.is_some();
-        self.chunks
-            .last_mut()
-            .expect("a chunk was just ensured")
-            .push(slot);
-        *self.live.last_mut().expect("a count per chunk") += u32::from(live);
-        self.len += 1;
+                .enumerate()
+                .all(|(c, chunk)| self.chunk_well_formed(c, chunk))
     }
 
-    /// `count` pruned slots.
-    fn skip_slots(&mut self, mut count: usize) {
-        while count > 0 && self.len % ORDERS_PER_CHUNK != 0 {
-            self.push_slot(None);
-            count -= 1;
-        }
-        // Whole chunks of pruned slots: a freed chunk each, but keep the last slots
-        // as a chunk of its own in case nothing follows (the last chunk is never
-        // freed).
-        while count > ORDERS_PER_CHUNK {
-            self.chunks.push(Vec::new());
-            self.live.push(0);
-            self.len += ORDERS_PER_CHUNK;
-            count -= ORDERS_PER_CHUNK;
-        }
-        for _ in 0..count {
-            self.push_slot(None);
-        }
-    }
-
-    /// Frees the chunks left with no live order, as pruning frees them, except the
-    /// last.
-    fn free_emptied(&mut self) {
-        if let Some((_, earlier)) = self.chunks.split_last_mut() {
-            for (chunk, &live) in earlier.iter_mut().zip(&self.live) {
-                if live == 0 {
-                    *chunk = Vec::new();
+    /// Each slot of chunk `c` names its order; the records do not overlap (they are
+    /// written in the order the orders closed, not in id order).
+    fn chunk_well_formed(&self, c: usize, chunk: &Chunk) -> bool {
+        let mut live = 0usize;
+        let mut records = Vec::new();
+        for (i, &at) in chunk.slots.iter().enumerate() {
+            let id = OrderId((c * ORDERS_PER_CHUNK + i) as u64 + 1);
+            match at.place() {
+                None => return false,
+                Some(Place::Pruned) => {}
+                Some(Place::Open(at)) => {
+                    live += 1;
+                    let holds_it = self
+                        .open
+                        .get(at / OPEN_PER_CHUNK)
+                        .and_then(|p| p.get(at % OPEN_PER_CHUNK))
+                        .and_then(Option::as_ref)
+                        .is_some_and(|o| o.id == id && o.status.is_open());
+                    if !holds_it {
+                        return false;
+                    }
+                }
+                Some(Place::Closed(at)) => {
+                    live += 1;
+                    let Some((_, len)) = chunk
+                        .closed
+                        .get(at..)
+                        .and_then(crate::closed::header)
+                        .filter(|h| !h.status.is_open())
+                        .and_then(|h| h.decode(id))
+                    else {
+                        return false;
+                    };
+                    records.push((at, at + len));
                 }
             }
         }
+        records.sort_unstable();
+        live == chunk.live as usize && records.windows(2).all(|w| w[0].1 <= w[1].0)
+    }
+
+    fn pool_well_formed(&self) -> bool {
+        let Some((last, earlier)) = self.open.split_last() else {
+            return self.free.is_empty();
+        };
+        if !earlier.iter().all(|p| p.len() == OPEN_PER_CHUNK) || last.len() > OPEN_PER_CHUNK {
+            return false;
+        }
+        let held = self.open.iter().flatten().filter(|o| o.is_some()).count();
+        let open_slots = self
+            .chunks
+            .iter()
+            .flat_map(|c| &c.slots)
+            .filter(|s| matches!(s.place(), Some(Place::Open(_))))
+            .count();
+        let size = earlier.len() * OPEN_PER_CHUNK + last.len();
+        let mut listed = vec![false; size];
+        let free_ok = self.free.iter().all(|&at| {
+            let at = at as usize;
+            let fresh = listed.get(at).is_some_and(|&seen| !seen);
+            if fresh {
+                listed[at] = true;
+            }
+            fresh && self.open[at / OPEN_PER_CHUNK][at % OPEN_PER_CHUNK].is_none()
+        });
+        // Each open slot's order has that slot's id, so no two slots share one.
+        held == open_slots && free_ok && self.free.len() + held == size
     }
 }
 
 impl std::ops::Index<usize> for Orders {
     type Output = Order;
 
+    /// The open order in `slot` (the engine indexes only orders it knows are open).
     #[inline]
     fn index(&self, slot: usize) -> &Order {
-        self.chunks[slot / ORDERS_PER_CHUNK][slot % ORDERS_PER_CHUNK]
-            .as_ref()
-            .expect("an indexed slot holds an order")
+        self.get_open(slot).expect("an indexed order is open")
     }
 }
 
 impl std::ops::IndexMut<usize> for Orders {
     #[inline]
     fn index_mut(&mut self, slot: usize) -> &mut Order {
-        self.chunks[slot / ORDERS_PER_CHUNK][slot % ORDERS_PER_CHUNK]
+        let chunk = &self.chunks[slot / ORDERS_PER_CHUNK];
+        let Some(Place::Open(at)) = chunk.slots[slot % ORDERS_PER_CHUNK].place() else {
+            panic!("an indexed order is open");
+        };
+        self.open[at / OPEN_PER_CHUNK][at % OPEN_PER_CHUNK]
             .as_mut()
-            .expect("an indexed slot holds an order")
-    }
-}
-
-impl<'a> IntoIterator for &'a Orders {
-    type Item = &'a Order;
-    type IntoIter =
-        std::iter::Flatten<std::iter::Flatten<std::slice::Iter<'a, Vec<Option<Order>>>>>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.chunks.iter().flatten().flatten()
+            .expect("an open slot holds its order")
     }
 }
 
@@ -568,8 +828,14 @@ impl Ledger {
         action: OrderAction,
         events: &mut Vec<Event>,
     ) -> Result<Effect, Rejection> {
-        let slot = self.order_slot(id)?;
-        let order = &self.state.orders[slot];
+        // Every action needs an open order: a closed one's status is read from its
+        // record only to say why the action is refused.
+        let Some((slot, order)) = id
+            .slot()
+            .and_then(|slot| Some((slot, self.state.orders.get_open(slot)?)))
+        else {
+            return Err(self.not_open(id, action));
+        };
         let (from, dealer) = (order.status, order.dealer);
         // A `let else`, not `ok_or`: a rejection built eagerly is dropped on every
         // success, and dropping one is a call.
@@ -617,6 +883,9 @@ impl Ledger {
         }
         if matches!(action, OrderAction::Reject | OrderAction::Cancel) {
             self.release(slot, from, now_ms, events);
+        }
+        if !to.is_open() {
+            self.state.orders.close(slot);
         }
         Ok(Effect::OrderUpdated(id))
     }
@@ -756,10 +1025,29 @@ impl Ledger {
         }
     }
 
-    pub(crate) fn order_slot(&self, id: OrderId) -> Result<usize, Rejection> {
-        match id.slot() {
-            Some(slot) if self.state.orders.get(slot).is_some() => Ok(slot),
-            _ => Err(Rejection::UnknownOrder { order: id }),
+    /// Why `action` cannot be taken on order `id`, which is not open: it is closed, or
+    /// there is no such order.
+    #[cold]
+    #[inline(never)]
+    fn not_open(&self, id: OrderId, action: OrderAction) -> Rejection {
+        match self.find_order(id) {
+            Ok((_, order)) => Rejection::InvalidTransition {
+                order: id,
+                from: order.status(),
+                action,
+            },
+            Err(rejection) => rejection,
+        }
+    }
+
+    /// The order with id `id`, and its slot.
+    pub(crate) fn find_order(&self, id: OrderId) -> Result<(usize, OrderRef<'_>), Rejection> {
+        match id
+            .slot()
+            .and_then(|slot| Some((slot, self.state.orders.get(slot)?)))
+        {
+            Some(found) => Ok(found),
+            None => Err(Rejection::UnknownOrder { order: id }),
         }
     }
 }
@@ -770,6 +1058,25 @@ pub(crate) mod tests {
 
     fn order(id: u64) -> Order {
         Order::held_for_test(OrderId(id), DealerId(0), &format!("k{id}"))
+    }
+
+    /// Closes the open order in `slot` as the engine does: final status, no deadline.
+    fn close(orders: &mut Orders, slot: usize, status: OrderStatus) {
+        let order = &mut orders[slot];
+        order.status = status;
+        order.hold_expires_at_ms = None;
+        order.updated_at_ms = slot as u64 * 3;
+        orders.close(slot);
+    }
+
+    fn encode(orders: &Orders) -> Vec<u8> {
+        rkyv::to_bytes::<rkyv::rancor::Error>(orders)
+            .expect("encodes")
+            .to_vec()
+    }
+
+    fn decode(bytes: &[u8]) -> Orders {
+        rkyv::from_bytes::<Orders, rkyv::rancor::Error>(bytes).expect("decodes")
     }
 
     #[test]
@@ -786,18 +1093,68 @@ pub(crate) mod tests {
             OrderId(ORDERS_PER_CHUNK as u64 + 1)
         );
         assert_eq!(
-            orders.get(count as usize - 1).map(|o| o.id),
+            orders.get(count as usize - 1).map(|o| o.id()),
             Some(OrderId(count))
         );
         assert!(orders.get(count as usize).is_none());
-        assert!(orders.iter().map(|o| o.id.0).eq(1..=count));
-        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&orders).expect("encodes");
-        let mut decoded: Orders =
-            rkyv::from_bytes::<Orders, rkyv::rancor::Error>(&bytes).expect("decodes");
+        assert!(orders.iter().map(|o| o.id().0).eq(1..=count));
+        let mut decoded = decode(&encode(&orders));
         assert_eq!(decoded, orders);
         decoded.push(order(count + 1));
         assert_eq!(decoded[count as usize].id, OrderId(count + 1));
         assert!(decoded.is_well_formed());
+    }
+
+    #[test]
+    fn a_closed_order_reads_back_whole_and_its_slot_takes_the_next_order() {
+        let mut orders = Orders::default();
+        for id in 1..=5 {
+            orders.push(order(id));
+        }
+        orders[1].lines.push(OrderLine {
+            sku: SkuId(4),
+            requested_qty: 2,
+            unit: Unit::Case,
+            qty: 24,
+            unit_price: 1_250,
+            backordered: 0,
+            promotion: Some(PromotionId(1)),
+        });
+        close(&mut orders, 1, OrderStatus::Shipped);
+        close(&mut orders, 3, OrderStatus::Cancelled);
+        let shipped = orders.get(1).expect("kept");
+        assert!(shipped.open().is_none(), "kept as a record");
+        assert_eq!(shipped.status(), OrderStatus::Shipped);
+        assert_eq!(shipped.client_order_id(), "k2");
+        assert_eq!(shipped.updated_at_ms(), 3);
+        assert_eq!(shipped.promotion_lines().to_vec(), [(PromotionId(1), 24)]);
+        let whole = shipped.to_order().into_owned();
+        assert_eq!(whole.id, OrderId(2));
+        assert_eq!(whole.lines.len(), 1);
+        assert_eq!(whole.lines[0].qty, 24);
+        assert_eq!(
+            orders.iter_open().map(|o| o.id.0).collect::<Vec<_>>(),
+            [1, 3, 5]
+        );
+        assert!(orders.get_open(3).is_none() && orders.get_open(2).is_some());
+        // The slot freed last is taken first.
+        let pool_size = orders.open.iter().map(Vec::len).sum::<usize>();
+        orders.push(order(6));
+        orders.push(order(7));
+        orders.push(order(8));
+        assert_eq!(
+            orders.open.iter().map(Vec::len).sum::<usize>(),
+            pool_size + 1
+        );
+        assert_eq!(orders[5].id, OrderId(6));
+        assert!(orders.is_well_formed());
+        let decoded = decode(&encode(&orders));
+        assert_eq!(decoded, orders);
+        assert!(decoded.is_well_formed());
+        assert!(orders.remove(1) && !orders.remove(1), "pruned once");
+        assert!(orders.remove(2), "an open order can be removed too");
+        assert!(orders.get(1).is_none() && orders.get(2).is_none());
+        assert!(orders.is_well_formed());
     }
 
     #[test]
@@ -808,23 +1165,27 @@ pub(crate) mod tests {
             orders.push(order(id));
         }
         for slot in 0..ORDERS_PER_CHUNK {
-            assert_eq!(orders.get(slot).map(|o| o.id.0), Some(slot as u64 + 1));
+            close(&mut orders, slot, OrderStatus::Expired);
+        }
+        let records = orders.chunks[0].closed.capacity();
+        for slot in 0..ORDERS_PER_CHUNK {
+            assert_eq!(orders.get(slot).map(|o| o.id().0), Some(slot as u64 + 1));
             assert!(orders.remove(slot));
         }
         assert!(
-            orders.chunks[0].capacity() == 0,
+            orders.chunks[0].slots.capacity() == 0 && orders.chunks[0].closed.capacity() == 0,
             "the emptied chunk is freed"
         );
         assert_eq!(
-            orders.spare.0.capacity(),
-            ORDERS_PER_CHUNK,
-            "its allocation is kept for the next chunk"
+            orders.spare.closed.capacity(),
+            records,
+            "its allocations are kept for the next chunk"
         );
         assert!(orders.get(0).is_none() && !orders.remove(0));
         assert_eq!(orders.len(), count, "ids are never reused");
         assert!(orders
             .iter()
-            .map(|o| o.id.0)
+            .map(|o| o.id().0)
             .eq(ORDERS_PER_CHUNK as u64 + 1..=count as u64));
         assert!(orders.is_well_formed());
         for slot in ORDERS_PER_CHUNK..count {
@@ -836,119 +1197,9 @@ pub(crate) mod tests {
         );
         orders.push(order(count as u64 + 1));
         assert_eq!(orders[count].id.0, count as u64 + 1);
-        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&orders).expect("encodes");
-        let decoded = rkyv::from_bytes::<Orders, rkyv::rancor::Error>(&bytes).expect("decodes");
+        let decoded = decode(&encode(&orders));
         assert_eq!(decoded, orders);
         assert!(decoded.is_well_formed());
-    }
-
-    impl Orders {
-        /// Moves the first chunk's last slot to the start of the second chunk: chunks
-        /// of two sizes, which no build writes.
-        pub(crate) fn unevenly_for_test(&mut self) {
-            let moved = self.chunks[0].pop().expect("a full first chunk");
-            self.chunks[1].insert(0, moved);
-        }
-    }
-
-    /// `orders` as a build with chunks of `size` would have stored them: full chunks,
-    /// freed ones where no order is left, the last one partial.
-    pub(crate) fn chunked_as(orders: &Orders, size: usize) -> Orders {
-        let mut chunks: Vec<Vec<Option<Order>>> = Vec::new();
-        let mut live = Vec::new();
-        for slot in 0..orders.len() {
-            if slot % size == 0 {
-                chunks.push(Vec::new());
-                live.push(0);
-            }
-            let order = orders.get(slot).cloned();
-            *live.last_mut().expect("a count per chunk") += u32::from(order.is_some());
-            chunks.last_mut().expect("a chunk").push(order);
-        }
-        let last = chunks.len().saturating_sub(1);
-        for (i, chunk) in chunks.iter_mut().enumerate() {
-            if i < last && live[i] == 0 {
-                *chunk = Vec::new();
-            }
-        }
-        Orders {
-            chunks,
-            live,
-            len: orders.len(),
-            spare: SpareChunk::default(),
-        }
-    }
-
-    #[test]
-    fn orders_stored_in_other_chunk_sizes_are_rechunked() {
-        // Orders with runs of pruned slots: a whole chunk's worth and more (freed
-        // chunks in either chunking), single ones, and pruned slots at the end.
-        let count = 3 * ORDERS_PER_CHUNK + 10;
-        let mut orders = Orders::default();
-        for id in 1..=count as u64 {
-            orders.push(order(id));
-        }
-        let pruned = |slot: usize| {
-            (5..ORDERS_PER_CHUNK + 200).contains(&slot) || slot % 7 == 3 || slot + 4 >= count
-        };
-        for slot in (0..count).filter(|&s| pruned(s)) {
-            assert!(orders.remove(slot));
-        }
-        assert!(orders.is_well_formed());
-        for size in [
-            1,
-            3,
-            100,
-            ORDERS_PER_CHUNK - 1,
-            ORDERS_PER_CHUNK * 2 + 3,
-            1 << 16,
-        ] {
-            let stored = chunked_as(&orders, size);
-            assert_eq!(stored.is_well_formed(), size == ORDERS_PER_CHUNK);
-            let rechunked = stored.rechunked().expect("one chunk size");
-            assert!(rechunked.is_well_formed(), "from chunks of {size}");
-            assert_eq!(rechunked, orders, "from chunks of {size}");
-            let (_, earlier) = rechunked.chunks.split_last().expect("chunks");
-            assert!(
-                earlier
-                    .iter()
-                    .zip(&rechunked.live)
-                    .all(|(c, &live)| live > 0 || c.is_empty()),
-                "chunks left with no order are freed"
-            );
-        }
-        // Everything pruned: only the last chunk remains, empty of orders.
-        let mut all_gone = orders.clone();
-        for slot in 0..count {
-            all_gone.remove(slot);
-        }
-        let rechunked = chunked_as(&all_gone, 3)
-            .rechunked()
-            .expect("one chunk size");
-        assert!(rechunked.is_well_formed());
-        assert_eq!(rechunked.len(), count);
-        assert_eq!(rechunked.iter().count(), 0);
-        let mut grown = rechunked;
-        grown.push(order(count as u64 + 1));
-        assert_eq!(grown[count].id.0, count as u64 + 1);
-        assert!(grown.is_well_formed());
-    }
-
-    #[test]
-    fn orders_in_chunks_of_different_sizes_are_refused() {
-        let mut orders = Orders::default();
-        for id in 1..=10 {
-            orders.push(order(id));
-        }
-        let mut uneven = chunked_as(&orders, 3);
-        uneven.unevenly_for_test();
-        assert!(uneven.rechunked().is_none());
-        let mut miscounted = chunked_as(&orders, 3);
-        miscounted.len += 1;
-        assert!(miscounted.rechunked().is_none());
-        let mut freed_with_orders = chunked_as(&orders, 3);
-        freed_with_orders.chunks[0] = Vec::new();
-        assert!(freed_with_orders.rechunked().is_none());
     }
 
     #[test]
@@ -957,28 +1208,206 @@ pub(crate) mod tests {
         for id in 1..=2 * ORDERS_PER_CHUNK as u64 {
             orders.push(order(id));
         }
-        let first = orders.chunks[0].as_ptr();
+        for slot in 0..ORDERS_PER_CHUNK {
+            close(&mut orders, slot, OrderStatus::Cancelled);
+        }
+        let first = orders.chunks[0].closed.as_ptr();
         for slot in 0..ORDERS_PER_CHUNK {
             assert!(orders.remove(slot));
         }
-        let encode = |orders: &Orders| {
-            rkyv::to_bytes::<rkyv::rancor::Error>(orders)
-                .expect("encodes")
-                .to_vec()
-        };
         assert_eq!(
             encode(&orders),
             encode(&orders.clone()),
             "the spare is not part of the book"
         );
-        assert_eq!(orders.clone().spare.0.capacity(), 0, "nor of its clones");
-        orders.push(order(2 * ORDERS_PER_CHUNK as u64 + 1));
-        assert_eq!(orders.chunks[2].as_ptr(), first, "the allocation is reused");
-        assert_eq!(orders.spare.0.capacity(), 0);
         assert_eq!(
-            orders[2 * ORDERS_PER_CHUNK].id.0,
-            2 * ORDERS_PER_CHUNK as u64 + 1
+            orders.clone().spare.closed.capacity(),
+            0,
+            "nor of its clones"
         );
+        orders.push(order(2 * ORDERS_PER_CHUNK as u64 + 1));
+        assert_eq!(
+            orders.chunks[2].closed.as_ptr(),
+            first,
+            "the allocation is reused"
+        );
+        assert_eq!(orders.spare.closed.capacity(), 0);
+        close(&mut orders, 2 * ORDERS_PER_CHUNK, OrderStatus::Cancelled);
+        assert_eq!(orders.chunks[2].closed.as_ptr(), first);
         assert!(orders.is_well_formed());
+    }
+
+    /// A book of `count` orders, open, closed and pruned, for the checks of decoded
+    /// ones.
+    fn mixed(count: usize) -> Orders {
+        let mut orders = Orders::default();
+        for id in 1..=count as u64 {
+            orders.push(order(id));
+        }
+        for slot in (0..count).filter(|s| s % 3 != 0) {
+            close(&mut orders, slot, OrderStatus::Shipped);
+        }
+        for slot in (0..count).filter(|s| s % 5 == 1) {
+            assert!(orders.remove(slot));
+        }
+        orders
+    }
+
+    #[test]
+    fn a_decoded_book_whose_parts_disagree_is_refused() {
+        let good = mixed(ORDERS_PER_CHUNK + 10);
+        assert!(good.is_well_formed());
+        let refused = |change: &dyn Fn(&mut Orders), why: &str| {
+            let mut orders = good.clone();
+            change(&mut orders);
+            assert!(!orders.is_well_formed(), "{why}");
+        };
+        refused(&|o| o.len += 1, "a length past the slots");
+        refused(&|o| o.chunks[0].live += 1, "a miscounted chunk");
+        refused(
+            &|o| o.chunks[0].slots.truncate(10),
+            "a short chunk before the last",
+        );
+        refused(&|o| o.chunks[1].slots[1] = Slot(3 << 62), "an unknown tag");
+        refused(
+            &|o| o.chunks[1].slots[1] = Slot(5),
+            "a pruned slot with a place",
+        );
+        refused(
+            &|o| o.chunks[0].slots[0] = o.chunks[0].slots[3],
+            "two ids, one pool slot",
+        );
+        refused(
+            &|o| o.chunks[0].slots[2] = o.chunks[0].slots[5],
+            "two ids, one record",
+        );
+        refused(
+            &|o| o.chunks[0].slots[2] = Slot::closed(1),
+            "a record cut in two",
+        );
+        refused(
+            &|o| {
+                let Some(Place::Closed(at)) = o.chunks[0].slots[2].place() else {
+                    panic!("order 3 is closed");
+                };
+                o.chunks[0].closed[at] = OrderStatus::Held as u8;
+            },
+            "an open status in a record",
+        );
+        refused(&|o| o.chunks[0].closed.truncate(7), "records cut short");
+        refused(&|o| o.free.push(o.free[0]), "a free slot listed twice");
+        refused(
+            &|o| {
+                o.free.pop();
+            },
+            "a free slot not listed",
+        );
+        refused(&|o| o.free.push(0), "a held slot listed as free");
+        refused(
+            &|o| {
+                let at = o.free.pop().expect("a free slot");
+                o.open[at as usize / OPEN_PER_CHUNK][at as usize % OPEN_PER_CHUNK] =
+                    Some(order(99));
+            },
+            "an order in the pool that no id names",
+        );
+        refused(
+            &|o| o.open[0].iter_mut().flatten().for_each(|x| x.id.0 += 1),
+            "a pool order under another id",
+        );
+    }
+
+    #[test]
+    fn forged_bytes_are_refused_without_panic() {
+        let bytes = encode(&mixed(40));
+        let (mut decoded, mut refused) = (0, 0);
+        for i in 0..bytes.len() {
+            let mut forged = bytes.clone();
+            forged[i] ^= 0x5a;
+            if let Ok(orders) = rkyv::from_bytes::<Orders, rkyv::rancor::Error>(&forged) {
+                decoded += 1;
+                if orders.is_well_formed() {
+                    // What passes the check reads whole.
+                    assert!(orders.iter().all(|o| o.to_order().id == o.id()));
+                } else {
+                    refused += 1;
+                }
+            }
+        }
+        assert!(refused > 0 && decoded > refused, "{refused} of {decoded}");
+    }
+
+    /// A book whose orders close as new ones arrive keeps its pool at the number of
+    /// orders open at once, and its closed orders as records far smaller than orders.
+    #[test]
+    fn a_steady_book_reuses_its_pool_and_keeps_history_small() {
+        use crate::command::{Command, DealerSpec, SkuSpec, WarehouseSpec};
+        use crate::Ledger;
+        const OPEN: u64 = 100;
+        let mut ledger = Ledger::default();
+        let mut events = Vec::new();
+        let mut run = |ledger: &mut Ledger, command: Command| {
+            let outcome = ledger.apply(1, &command, &mut events);
+            assert!(outcome.result.is_ok(), "{outcome:?}");
+            events.clear();
+        };
+        let warehouse = WarehouseSpec {
+            code: "W".into(),
+            region: "R".into(),
+        };
+        run(&mut ledger, Command::PutWarehouse(warehouse));
+        for sku in ["S1", "S2", "S3"] {
+            run(&mut ledger, Command::PutSku(SkuSpec::new(sku, 100)));
+            let receive = Command::Receive {
+                sku: sku.into(),
+                warehouse: "W".into(),
+                qty: 1_000_000_000,
+            };
+            run(&mut ledger, receive);
+        }
+        let dealer = DealerSpec::new("D", "gold", "R", 1_000_000_000_000);
+        run(&mut ledger, Command::PutDealer(dealer));
+        let count = 3 * ORDERS_PER_CHUNK as u64;
+        for i in 1..=count {
+            let lines = [("S1", 2), ("S2", 1), ("S3", 5)];
+            let request = PlaceOrder::new(format!("PO-{i}"), "D".to_owned(), &lines);
+            run(&mut ledger, Command::PlaceOrder(request));
+            if i > OPEN {
+                // Every other order is shipped, the rest cancelled.
+                let order = OrderId(i - OPEN);
+                let actions: &[OrderAction] = if i % 2 == 0 {
+                    &[OrderAction::Cancel]
+                } else {
+                    &[OrderAction::Confirm, OrderAction::Ship]
+                };
+                for &action in actions {
+                    run(&mut ledger, Command::ActOnOrder { order, action });
+                }
+            }
+        }
+        let orders = &ledger.state.orders;
+        let pool: usize = orders.open.iter().map(Vec::len).sum();
+        assert_eq!(
+            pool as u64,
+            OPEN + 1,
+            "one slot per open order, and one free"
+        );
+        assert_eq!(orders.iter_open().count() as u64, OPEN);
+        // Every closed order of the first chunk is a narrow record: header, key
+        // (`PO-` and four digits or fewer), three lines.
+        let records = orders.chunks[0].closed.len();
+        assert!(
+            records <= ORDERS_PER_CHUNK * (7 + 7 + 8 + 13 + 3 * 14),
+            "{records} bytes of records"
+        );
+        // The estimate made room for the next chunks' records: no copy to a larger
+        // vector, so no more room than an eighth over what the chunk before used.
+        for pair in orders.chunks[..3].windows(2) {
+            let (before, after) = (pair[0].closed.len(), pair[1].closed.capacity());
+            assert!(after <= before + before / 8 + 256, "{after} for {before}");
+        }
+        assert!(ledger.check_invariants().is_ok());
+        let restored = Ledger::restore(&ledger.snapshot()).expect("restores");
+        assert!(restored == ledger);
     }
 }

@@ -72,8 +72,8 @@ impl Ledger {
                 .map(|l| self.index.skus.get(l.sku.as_str()).copied()),
         );
         if let Some(id) = keys.get_at(key_at, &self.state.orders, dealer, key) {
-            let order = &self.state.orders[self.order_slot(id)?];
-            return if order.same_request(request, &scratch.sku_ids) {
+            let (_, order) = self.find_order(id)?;
+            return if order.to_order().same_request(request, &scratch.sku_ids) {
                 Ok(Effect::OrderReplayed(id))
             } else {
                 Err(Rejection::IdempotencyConflict { order: id }.into())

@@ -2,6 +2,7 @@
 //! ids, and are plain serde data. Lists are bounded by a `limit` (clamped to
 //! `PAGE_LIMIT_MAX`) and paged by a cursor.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
@@ -114,8 +115,14 @@ fn clamp_limit(limit: usize) -> usize {
 
 impl Ledger {
     /// The order with this id.
-    pub fn order(&self, id: OrderId) -> Option<&Order> {
-        self.state.orders.get(id.slot()?)
+    /// An open order is borrowed; a closed one is decoded from its record.
+    pub fn order(&self, id: OrderId) -> Option<Cow<'_, Order>> {
+        Some(self.state.orders.get(id.slot()?)?.to_order())
+    }
+
+    /// The order with this id, if it is open.
+    pub fn open_order(&self, id: OrderId) -> Option<&Order> {
+        self.state.orders.get_open(id.slot()?)
     }
 
     /// How many orders the ledger has (open and closed).
@@ -148,7 +155,11 @@ impl Ledger {
     }
 
     /// The order a dealer placed under `client_order_id`.
-    pub fn order_by_client_id(&self, dealer: &str, client_order_id: &str) -> Option<&Order> {
+    pub fn order_by_client_id(
+        &self,
+        dealer: &str,
+        client_order_id: &str,
+    ) -> Option<Cow<'_, Order>> {
         let dealer = self.dealer_id(dealer)?;
         let id = self
             .index
@@ -264,7 +275,7 @@ impl Ledger {
             })?;
         let mut by_sku: BTreeMap<&str, DealerSkuStock> = BTreeMap::new();
         for order_id in self.index.dealer_open[id.index()].iter() {
-            let order = self.order(order_id).expect("open orders exist");
+            let order = self.open_order(order_id).expect("open orders exist");
             for (i, line) in order.lines.iter().enumerate() {
                 let code = self.sku_code(line.sku);
                 let entry = by_sku.entry(code).or_insert_with(|| DealerSkuStock {
@@ -293,7 +304,7 @@ impl Ledger {
         status: Option<OrderStatus>,
         before: Option<OrderId>,
         limit: usize,
-    ) -> Result<(Vec<&Order>, Option<OrderId>), Rejection> {
+    ) -> Result<(Vec<Cow<'_, Order>>, Option<OrderId>), Rejection> {
         let id = self
             .dealer_id(dealer)
             .ok_or_else(|| Rejection::UnknownDealer {
@@ -305,15 +316,19 @@ impl Ledger {
         let mut page = Vec::new();
         let mut next = None;
         // Pruned orders may still be listed until the list is compacted: skip them.
-        for order in ids[..end].iter().rev().filter_map(|&id| self.order(id)) {
-            if status.is_some_and(|s| s != order.status) {
+        let kept = ids[..end]
+            .iter()
+            .rev()
+            .filter_map(|&id| self.state.orders.get(id.slot()?));
+        for order in kept {
+            if status.is_some_and(|s| s != order.status()) {
                 continue;
             }
             if page.len() == limit {
-                next = page.last().map(|o: &&Order| o.id);
+                next = page.last().map(|o: &Cow<'_, Order>| o.id);
                 break;
             }
-            page.push(order);
+            page.push(order.to_order());
         }
         Ok((page, next))
     }
@@ -379,7 +394,7 @@ impl Ledger {
             .iter()
             .take_while(|&(deadline, _)| deadline < until)
             .take(clamp_limit(limit))
-            .map(|(_, id)| self.order(id).expect("held orders exist"))
+            .map(|(_, id)| self.open_order(id).expect("held orders exist"))
             .collect()
     }
 }

@@ -26,8 +26,8 @@ impl Ledger {
                 self.state
                     .orders
                     .iter()
-                    .filter(|o| !o.status.is_open())
-                    .map(|o| (o.updated_at_ms, o.id))
+                    .filter(|o| !o.status().is_open())
+                    .map(|o| (o.updated_at_ms(), o.id()))
                     .collect(),
             )
         } else {
@@ -63,18 +63,14 @@ impl Ledger {
             .orders
             .get(slot)
             .expect("closed orders in the set exist");
-        assert!(!order.status.is_open(), "only closed orders are pruned");
-        let dealer = order.dealer;
-        self.index
-            .client_orders
-            .remove(dealer, &order.client_order_id, id);
-        if order.status == OrderStatus::Shipped {
+        assert!(!order.status().is_open(), "only closed orders are pruned");
+        let dealer = order.dealer();
+        self.index.client_orders.remove(dealer, order.key(), id);
+        if order.status() == OrderStatus::Shipped {
             // Units sold at a promotion price stay sold: keep them accounted.
-            for line in &order.lines {
-                if let Some(promotion) = line.promotion {
-                    let key = usage_key(promotion, dealer);
-                    *state.pruned_promotion_usage.entry(key).or_insert(0) += line.qty;
-                }
+            for (promotion, qty) in order.promotion_lines() {
+                let key = usage_key(promotion, dealer);
+                *state.pruned_promotion_usage.entry(key).or_insert(0) += qty;
             }
         }
         state.orders.remove(slot);
@@ -83,8 +79,7 @@ impl Ledger {
         let listed = self.index.dealer_orders[d].len();
         if self.index.dealer_pruned[d] > 64 && self.index.dealer_pruned[d] * 2 > listed {
             let orders = &self.state.orders;
-            self.index.dealer_orders[d]
-                .retain(|id| id.slot().and_then(|s| orders.get(s)).is_some());
+            self.index.dealer_orders[d].retain(|id| id.slot().is_some_and(|s| orders.contains(s)));
             self.index.dealer_pruned[d] = 0;
         }
     }

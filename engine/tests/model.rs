@@ -1916,6 +1916,7 @@ fn engine_book(ledger: &Ledger) -> Book {
     let orders = state
         .orders
         .iter()
+        .map(|o| o.to_order())
         .map(|o| MOrder {
             id: o.id.0,
             client_order_id: o.client_order_id.to_string(),
@@ -2480,7 +2481,8 @@ fn check_book(ledger: &Ledger, before: &Before) -> Result<(), String> {
     let state = ledger.state();
     // 0 ≤ reserved ≤ on_hand per cell, and reserved = the open orders' allocations.
     let mut held: BTreeMap<(usize, usize), u64> = BTreeMap::new();
-    for order in state.orders.iter().filter(|o| is_open(o.status)) {
+    let orders = state.orders.iter().map(|o| o.to_order());
+    for order in orders.filter(|o| is_open(o.status)) {
         for a in &order.allocations {
             let sku = order.lines[a.line as usize].sku.index();
             *held.entry((sku, a.warehouse.index())).or_default() += a.qty;
@@ -2546,6 +2548,7 @@ fn check_book(ledger: &Ledger, before: &Before) -> Result<(), String> {
     for order in state
         .orders
         .iter()
+        .map(|o| o.to_order())
         .filter(|o| o.status == OrderStatus::Backordered)
     {
         for line in order.lines.iter().filter(|l| l.backordered > 0) {
@@ -2561,6 +2564,7 @@ fn check_book(ledger: &Ledger, before: &Before) -> Result<(), String> {
     // Every order in exactly one status, and consistent with it.
     let mut counts = [0usize; 8];
     for (i, order) in state.orders.iter().enumerate() {
+        let order = order.to_order();
         let Some(k) = OrderStatus::ALL.iter().position(|&s| s == order.status) else {
             return Err(format!("order {}: status outside the lifecycle", order.id));
         };

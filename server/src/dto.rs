@@ -705,7 +705,7 @@ mod tests {
         let key = r#"po "7" \ {x}/y"#;
         let (ledger, id) = book_with_an_order(key);
         let order = ledger.order(id).expect("placed");
-        let text = order_text(&ledger, order);
+        let text = order_text(&ledger, &order);
         let parsed: Value = serde_json::from_str(&text).expect("valid JSON");
         let expected = json!({
             "id": 1,
@@ -728,7 +728,7 @@ mod tests {
             "updated_at": "2023-11-14T22:13:20.123Z",
         });
         assert_eq!(parsed, expected, "{text}");
-        let embedded = order_json(&ledger, order);
+        let embedded = order_json(&ledger, &order);
         assert_eq!(embedded.get(), text);
     }
 

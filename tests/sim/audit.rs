@@ -3,6 +3,7 @@
 //! engine's public answers (no oversell, reserved = open allocations, balances
 //! never negative, waiting backorders mean nothing is available).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use allot_engine::query::StockQuery;
@@ -158,8 +159,8 @@ fn dealers(ledger: &Ledger, model: &Model, rng: &mut Rng) -> Result<(), String> 
             ledger.dealer_stock(&code),
             model.dealer_stock(&code)
         );
-        let ids = |r: Result<(Vec<&Order>, Option<OrderId>), _>| {
-            r.map(|(page, next): (Vec<&Order>, Option<OrderId>)| {
+        let ids = |r: Result<(Vec<Cow<'_, Order>>, Option<OrderId>), _>| {
+            r.map(|(page, next): (Vec<Cow<'_, Order>>, Option<OrderId>)| {
                 (
                     page.iter().map(|o| o.id.0).collect::<Vec<_>>(),
                     next.map(|n| n.0),
@@ -206,7 +207,7 @@ fn orders(ledger: &Ledger, model: &Model) -> Result<(), String> {
             .ok_or_else(|| format!("order {} missing", expected.id))?;
         same!(
             format!("order {}", expected.id),
-            &order_view(ledger, order),
+            &order_view(ledger, &order),
             expected
         );
         let by_key = ledger
@@ -272,7 +273,8 @@ fn invariants(ledger: &Ledger) -> Result<(), String> {
         })
         .map_err(|e| e.to_string())?;
     let mut open: BTreeMap<(String, String), u64> = BTreeMap::new();
-    for order in &ledger.state().orders {
+    for order in ledger.state().orders.iter() {
+        let order = order.to_order();
         if order.status.is_open() {
             for a in &order.allocations {
                 let sku = ledger.sku_code(order.lines[a.line as usize].sku).to_owned();

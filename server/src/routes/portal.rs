@@ -60,7 +60,7 @@ async fn place_order(
                 .ledger
                 .order(id)
                 .ok_or_else(|| ApiError::internal("placed order is missing"))?;
-            Ok((status, JsonText(dto::order_text(ctx.ledger, order))))
+            Ok((status, JsonText(dto::order_text(ctx.ledger, &order))))
         })
         .await
 }
@@ -77,7 +77,10 @@ async fn get_order(
             let order = ctx.ledger.order(id).ok_or_else(|| {
                 ApiError::rejection(&allot_engine::Rejection::UnknownOrder { order: id }, true)
             })?;
-            Ok((StatusCode::OK, JsonText(dto::order_text(ctx.ledger, order))))
+            Ok((
+                StatusCode::OK,
+                JsonText(dto::order_text(ctx.ledger, &order)),
+            ))
         })
         .await
 }
@@ -103,7 +106,10 @@ pub(super) async fn act(
                     .ledger
                     .order(order)
                     .ok_or_else(|| ApiError::internal("acted order is missing"))?;
-                Ok((StatusCode::OK, JsonText(dto::order_text(ctx.ledger, order))))
+                Ok((
+                    StatusCode::OK,
+                    JsonText(dto::order_text(ctx.ledger, &order)),
+                ))
             },
         )
         .await
