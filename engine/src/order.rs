@@ -209,7 +209,8 @@ pub struct Orders {
     free: Vec<u32>,
     /// Ids given out: the last order id.
     len: usize,
-    /// An emptied chunk's allocations, kept for the next chunk (not book state).
+    /// An emptied chunk's allocations, kept for the next chunk, and the length of the
+    /// last record written (not book state).
     #[serde(skip)]
     #[rkyv(with = rkyv::with::Skip)]
     spare: SpareChunk,
@@ -290,13 +291,14 @@ impl Slot {
     }
 }
 
-/// The allocations of a freed chunk, empty but with their capacity. Not part of the
-/// book: it compares equal to any other, is not serialized, and a clone does not copy
-/// it.
+/// The allocations of a freed chunk, empty but with their capacity, and the length of
+/// the last record written (to size new chunks' records). Not part of the book: it
+/// compares equal to any other, is not serialized, and a clone does not copy it.
 #[derive(Default)]
 struct SpareChunk {
     slots: Vec<Slot>,
     closed: Vec<u8>,
+    record_len: usize,
 }
 
 impl Clone for SpareChunk {
@@ -331,6 +333,10 @@ const ORDERS_PER_CHUNK: usize = 1 << 12;
 /// How far past the last record [`Orders::close`] starts loading memory for the next
 /// ones: about two records of a small order.
 const RECORD_AHEAD: usize = 128;
+
+/// The record length a new chunk makes room for when no record was written yet: a
+/// narrow record of 4 lines with a 24-byte key.
+const RECORD_LEN_GUESS: usize = 7 + 24 + 8 + 13 + 4 * 14;
 
 /// Slots per chunk of the open-order pool: about 300 KB.
 const OPEN_PER_CHUNK: usize = 1 << 10;
@@ -528,18 +534,28 @@ impl Orders {
     #[cold]
     #[inline(never)]
     fn new_chunk(&mut self) {
-        // Room for its closed orders' records, as the chunk before used it so far and
-        // an eighth more: a record vector that outgrows its room is copied whole to
-        // one twice as large, fresh memory for each chunk.
-        let records = self.chunks.last().map_or(0, |c| {
-            let closed = c
-                .slots
-                .iter()
-                .filter(|s| !matches!(s.place(), Some(Place::Open(_))))
-                .count();
-            (c.closed.len() / closed.max(1)).saturating_mul(ORDERS_PER_CHUNK + ORDERS_PER_CHUNK / 8)
-        });
+        // Room for its orders' records, each as long as the chunk before's so far (or,
+        // if few of its orders have closed, as the last record written), and an
+        // eighth more: a record vector that outgrows its room is copied whole to one
+        // twice as large, fresh memory. Room not written is never touched.
+        let per_record = self
+            .chunks
+            .last()
+            .and_then(|c| {
+                let closed = c
+                    .slots
+                    .iter()
+                    .filter(|s| !matches!(s.place(), Some(Place::Open(_))))
+                    .count();
+                (closed >= ORDERS_PER_CHUNK / 64).then(|| c.closed.len() / closed)
+            })
+            .unwrap_or(match self.spare.record_len {
+                0 => RECORD_LEN_GUESS,
+                len => len,
+            });
+        let records = per_record.saturating_mul(ORDERS_PER_CHUNK + ORDERS_PER_CHUNK / 8);
         let spare = std::mem::take(&mut self.spare);
+        self.spare.record_len = spare.record_len;
         let mut chunk = Chunk {
             slots: spare.slots,
             closed: spare.closed,
@@ -573,11 +589,13 @@ impl Orders {
             panic!("only an open order closes");
         };
         let kept = &mut self.open[at / OPEN_PER_CHUNK][at % OPEN_PER_CHUNK];
-        *entry = Slot::closed(chunk.closed.len());
+        let start = chunk.closed.len();
+        *entry = Slot::closed(start);
         crate::closed::encode(
             kept.as_ref().expect("an open slot holds its order"),
             &mut chunk.closed,
         );
+        self.spare.record_len = chunk.closed.len() - start;
         // The next records go just past this one, into memory not written yet. Start
         // loading it now: a write that waits for memory holds up every later write,
         // and any later load that must wait for them (the next command's, too).
@@ -628,7 +646,11 @@ impl Orders {
         if closed.capacity() > self.spare.closed.capacity() {
             slots.clear();
             closed.clear();
-            self.spare = SpareChunk { slots, closed };
+            self.spare = SpareChunk {
+                slots,
+                closed,
+                record_len: self.spare.record_len,
+            };
         }
     }
 
@@ -1234,6 +1256,32 @@ pub(crate) mod tests {
         assert_eq!(orders.spare.closed.capacity(), 0);
         close(&mut orders, 2 * ORDERS_PER_CHUNK, OrderStatus::Cancelled);
         assert_eq!(orders.chunks[2].closed.as_ptr(), first);
+        assert!(orders.is_well_formed());
+    }
+
+    /// Orders that close long after their chunk began (holds expiring, say) find room
+    /// made for their records: the record vector is never copied to a larger one.
+    #[test]
+    fn records_of_orders_closed_late_fit_the_room_made_for_them() {
+        let mut orders = Orders::default();
+        for id in 1..=3 * ORDERS_PER_CHUNK as u64 {
+            orders.push(order(id));
+        }
+        let room = RECORD_LEN_GUESS * (ORDERS_PER_CHUNK + ORDERS_PER_CHUNK / 8);
+        for slot in ORDERS_PER_CHUNK..3 * ORDERS_PER_CHUNK {
+            close(&mut orders, slot, OrderStatus::Expired);
+        }
+        for chunk in &orders.chunks[1..] {
+            assert!(chunk.closed.len() > ORDERS_PER_CHUNK * 20);
+            assert_eq!(chunk.closed.capacity(), room, "made once, never regrown");
+        }
+        // The next chunk makes room by the records of the chunk before.
+        let per_record = orders.chunks[2].closed.len() / ORDERS_PER_CHUNK;
+        orders.push(order(3 * ORDERS_PER_CHUNK as u64 + 1));
+        assert_eq!(
+            orders.chunks[3].closed.capacity(),
+            per_record * (ORDERS_PER_CHUNK + ORDERS_PER_CHUNK / 8)
+        );
         assert!(orders.is_well_formed());
     }
 
