@@ -64,15 +64,16 @@ pub(crate) fn encode(order: &Order, out: &mut Vec<u8>) {
     if !write_narrow(order, out) {
         out.truncate(start);
         let promotions = order.lines.iter().any(|l| l.promotion.is_some());
-        write_head(order, if promotions { PROMOTIONS } else { 0 }, out);
+        out.extend_from_slice(&head(order, if promotions { PROMOTIONS } else { 0 }));
+        out.extend_from_slice(order.client_order_id.as_bytes());
+        out.extend_from_slice(&order.updated_at_ms.to_le_bytes());
         write_wide(order, out);
     }
 }
 
-/// The header, with `flags` (`BACKORDER` is added here).
+/// The header's fixed part, before the key, with `flags` (`BACKORDER` is added here).
 #[inline]
-fn write_head(order: &Order, mut flags: u8, out: &mut Vec<u8>) {
-    let key = order.client_order_id.as_bytes();
+fn head(order: &Order, mut flags: u8) -> [u8; HEAD] {
     if order.backorder {
         flags |= BACKORDER;
     }
@@ -80,10 +81,9 @@ fn write_head(order: &Order, mut flags: u8, out: &mut Vec<u8>) {
     head[0] = order.status as u8;
     head[1] = flags;
     head[2..6].copy_from_slice(&order.dealer.0.to_le_bytes());
-    head[6] = u8::try_from(key.len()).expect("keys are at most 128 bytes");
-    out.extend_from_slice(&head);
-    out.extend_from_slice(key);
-    out.extend_from_slice(&order.updated_at_ms.to_le_bytes());
+    let key_len = order.client_order_id.len();
+    head[6] = u8::try_from(key_len).expect("keys are at most 128 bytes");
+    head
 }
 
 /// Appends the narrow record of `order` if it fits the form: `updated_at_ms −
@@ -109,15 +109,24 @@ fn write_narrow(order: &Order, out: &mut Vec<u8>) -> bool {
         return false;
     }
     let key = order.client_order_id.as_bytes();
-    out.reserve(HEAD + key.len() + UPDATED + NARROW_HEAD + NARROW_LINE * lines.len());
-    write_head(order, NARROW, out);
-    let mut head = [0; NARROW_HEAD];
-    head[0..4].copy_from_slice(&delta.to_le_bytes());
-    head[4..8].copy_from_slice(&total.to_le_bytes());
-    head[8..12].copy_from_slice(&rebate.to_le_bytes());
-    head[12] = count;
-    out.extend_from_slice(&head);
-    for (i, (line, allocation)) in lines.iter().zip(allocations).enumerate() {
+    let start = out.len();
+    out.resize(
+        start + HEAD + key.len() + UPDATED + NARROW_HEAD + NARROW_LINE * lines.len(),
+        0,
+    );
+    let (head_bytes, rest) = out[start..].split_at_mut(HEAD);
+    head_bytes.copy_from_slice(&head(order, NARROW));
+    let (key_bytes, rest) = rest.split_at_mut(key.len());
+    key_bytes.copy_from_slice(key);
+    let (updated, rest) = rest.split_at_mut(UPDATED);
+    updated.copy_from_slice(&order.updated_at_ms.to_le_bytes());
+    let (body_head, line_bytes) = rest.split_at_mut(NARROW_HEAD);
+    body_head[0..4].copy_from_slice(&delta.to_le_bytes());
+    body_head[4..8].copy_from_slice(&total.to_le_bytes());
+    body_head[8..12].copy_from_slice(&rebate.to_le_bytes());
+    body_head[12] = count;
+    let pairs = lines.iter().zip(allocations).enumerate();
+    for (bytes, (i, (line, allocation))) in line_bytes.chunks_exact_mut(NARROW_LINE).zip(pairs) {
         let plain = line.unit == Unit::Unit
             && line.qty == line.requested_qty
             && line.promotion.is_none()
@@ -132,12 +141,10 @@ fn write_narrow(order: &Order, out: &mut Vec<u8>) -> bool {
         ) else {
             return false;
         };
-        let mut bytes = [0; NARROW_LINE];
         bytes[0..4].copy_from_slice(&line.sku.0.to_le_bytes());
         bytes[4..8].copy_from_slice(&qty.to_le_bytes());
         bytes[8..12].copy_from_slice(&price.to_le_bytes());
         bytes[12..14].copy_from_slice(&warehouse.to_le_bytes());
-        out.extend_from_slice(&bytes);
     }
     true
 }
