@@ -14,7 +14,8 @@
 //! - `pricing`: promotion, tier, region and base prices;
 //! - `allocation`: which warehouses serve a line;
 //! - `backorder`: per-SKU queues filled whenever stock becomes available;
-//! - [`order`]: the lifecycle (confirm, approve, reject, ship, cancel) and release;
+//! - [`order`]: the lifecycle (confirm, approve, reject, ship, cancel) and release,
+//!   and the order store (open orders in a pool, closed ones as `closed` records);
 //! - `expiry`: holds by deadline; `retention`: closed orders leave the book after a
 //!   set time; `stock`: receipts, counts, low-stock watch;
 //! - `credit`: payments; [`query`]: read-only views; [`event`]: what happened;
