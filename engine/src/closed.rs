@@ -247,6 +247,12 @@ pub(crate) fn header(bytes: &[u8]) -> Option<Header<'_>> {
 }
 
 impl Header<'_> {
+    /// Whether the body is in the narrow form.
+    #[cfg(test)]
+    pub(crate) fn is_narrow(&self) -> bool {
+        self.flags & NARROW != 0
+    }
+
     /// Whether some line has a promotion.
     pub(crate) fn promotions(&self) -> bool {
         self.flags & PROMOTIONS != 0
@@ -351,7 +357,9 @@ fn read_wide(bytes: &[u8]) -> Option<(Body, usize)> {
     let created_delta = r.varint()?;
     let total = r.signed()?;
     let rebate_used = r.signed()?;
-    let line_count = r.count()?;
+    // A line takes at least 5 bytes (sku, flags, quantity, price, backordered), an
+    // allocation 3.
+    let line_count = r.count(5)?;
     let mut lines = OrderLines::with_capacity(line_count);
     for _ in 0..line_count {
         let sku = SkuId(r.u32()?);
@@ -386,7 +394,7 @@ fn read_wide(bytes: &[u8]) -> Option<(Body, usize)> {
             promotion,
         });
     }
-    let allocation_count = r.count()?;
+    let allocation_count = r.count(3)?;
     let mut allocations = Allocations::with_capacity(allocation_count);
     for _ in 0..allocation_count {
         allocations.push(Allocation {
@@ -447,11 +455,12 @@ impl Reader<'_> {
         u32::try_from(self.varint()?).ok()
     }
 
-    /// A count of items that each take at least one byte: never more than the bytes
-    /// left, so a forged count cannot make a decoder reserve unbounded memory.
-    fn count(&mut self) -> Option<usize> {
+    /// A count of items that each take at least `item_bytes`: never more than the
+    /// bytes left hold, so a forged count cannot make a decoder reserve more memory
+    /// than its bytes warrant.
+    fn count(&mut self, item_bytes: usize) -> Option<usize> {
         let count = usize::try_from(self.varint()?).ok()?;
-        (count <= self.bytes.len() - self.at).then_some(count)
+        (count <= (self.bytes.len() - self.at) / item_bytes).then_some(count)
     }
 }
 
@@ -591,6 +600,30 @@ mod tests {
             )
     }
 
+    /// `order` (which fits the narrow form) with one field changed by `value`.
+    fn off_narrow(mut order: Order, field: usize, value: u32) -> Order {
+        let big = u64::from(u32::MAX) + 1 + u64::from(value);
+        let Some(line) = order.lines.first_mut() else {
+            order.total = -1 - i64::from(value);
+            return order;
+        };
+        match field {
+            0 => line.unit = Unit::Case,
+            1 => line.requested_qty = line.qty.wrapping_add(1),
+            2 => line.backordered = u64::from(value),
+            3 => line.promotion = Some(PromotionId(value)),
+            4 => line.qty = big,
+            5 => line.unit_price = -1 - i64::from(value),
+            6 => order.allocations[0].qty ^= 1,
+            7 => {
+                let wide = u32::from(u16::MAX) + 1 + value % 1000;
+                order.allocations[0].warehouse = WarehouseId(wide);
+            }
+            _ => order.allocations.swap(0, order.lines.len() - 1),
+        }
+        order
+    }
+
     /// Encodes, checks that the record decodes to `order` and to its own length
     /// (with a byte after it), and returns the record.
     fn round_trip(order: &Order, tail: u8) -> Result<Vec<u8>, TestCaseError> {
@@ -644,21 +677,40 @@ mod tests {
             prop_assert_eq!(record.len(), narrow_len);
         }
 
-        /// A record cut short never decodes, and bytes of any kind never panic.
+        /// An order that fits the narrow form but for one field round-trips too
+        /// (through the wide form, or the narrow one if the change still fits it).
+        #[test]
+        fn orders_one_field_off_the_narrow_form_round_trip(
+            (order, tail) in (plain_order(), 0..9usize, any::<u32>(), any::<u8>())
+                .prop_map(|(order, field, value, tail)| (off_narrow(order, field, value), tail))
+        ) {
+            round_trip(&order, tail)?;
+        }
+
+        /// A record cut short never decodes, and a valid header followed by bytes of
+        /// any kind (in either form), or noise alone, never panics.
         #[test]
         fn cut_or_arbitrary_records_are_refused_without_panic(
             order in prop_oneof![closed_order(), plain_order()],
             cut in any::<prop::sample::Index>(),
-            noise in proptest::collection::vec(any::<u8>(), 0..64),
+            narrow in any::<bool>(),
+            noise in proptest::collection::vec(any::<u8>(), 0..96),
         ) {
             let mut bytes = Vec::new();
             encode(&order, &mut bytes);
             let short = &bytes[..cut.index(bytes.len())];
             prop_assert!(header(short).and_then(|h| h.decode(order.id)).is_none());
-            if let Some(h) = header(&noise) {
-                let _ = h.decode(OrderId(1));
-                let _ = h.promotion_lines();
+            let head_len = HEAD + order.client_order_id.len() + UPDATED;
+            let mut forged = bytes[..head_len].to_vec();
+            forged[1] = if narrow { NARROW } else { 0 };
+            forged.extend_from_slice(&noise);
+            for bytes in [&forged, &noise] {
+                if let Some(h) = header(bytes) {
+                    let _ = h.decode(OrderId(1));
+                    let _ = h.promotion_lines();
+                }
             }
+            prop_assert!(header(&forged).is_some());
         }
     }
 
@@ -705,6 +757,30 @@ mod tests {
         encode(&in_cases, &mut bytes);
         assert_eq!(bytes[1], 0);
         assert_eq!(bytes.len(), 64, "{bytes:?}");
+    }
+
+    /// A wide record that claims more lines or allocations than its bytes can hold is
+    /// refused before anything is reserved for them.
+    #[test]
+    fn counts_beyond_the_bytes_are_refused() {
+        let body = |values: &[u64]| {
+            let mut body = Vec::new();
+            let mut w = Writer { out: &mut body };
+            for &value in values {
+                w.varint(value);
+            }
+            body
+        };
+        // created delta, total, rebate, then the line count.
+        assert!(
+            read_wide(&body(&[0, 0, 0, 1 << 40])).is_none(),
+            "2^40 lines"
+        );
+        // One line (sku, flags, quantity, price, backordered), then allocations.
+        let line = [0, 0, 0, 1, 5, 0, 1, 2, 0];
+        let with = |allocations: u64| body(&[&line[..], &[allocations]].concat());
+        assert!(read_wide(&with(2)).is_none(), "2 allocations in no bytes");
+        assert!(read_wide(&with(0)).is_some(), "one line, no allocation");
     }
 
     #[test]

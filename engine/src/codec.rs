@@ -67,6 +67,7 @@ impl Ledger {
             what: "ledger snapshot",
             reason,
         })?;
+        ledger.state.orders.make_room_after_decode();
         Ok(ledger)
     }
 

@@ -187,8 +187,9 @@ pub const INLINE_LINES: usize = 3;
 /// the records of its closed ones, so the book never moves millions of orders at once
 /// to grow. A pruned order (see `Settings::order_retention_s`) leaves an empty slot,
 /// and a chunk whose orders were all pruned is freed, so a book with retention stays
-/// bounded; the most recently freed chunk's allocations are kept and become the next
-/// chunk's. The pool keeps the size of the most orders ever open at once.
+/// bounded; a freed chunk's allocations are kept (unless a larger spare is kept
+/// already) and become the next chunk's. The pool keeps the size of the most orders
+/// ever open at once.
 #[derive(
     Clone,
     Debug,
@@ -337,6 +338,10 @@ const RECORD_AHEAD: usize = 128;
 /// The record length a new chunk makes room for when no record was written yet: a
 /// narrow record of 4 lines with a 24-byte key.
 const RECORD_LEN_GUESS: usize = 7 + 24 + 8 + 13 + 4 * 14;
+
+/// The most room a chunk makes for its records up front (a chunk of very large
+/// orders grows its vector past it as they close).
+const RECORDS_ROOM_MAX: usize = 16 << 20;
 
 /// Slots per chunk of the open-order pool: about 300 KB.
 const OPEN_PER_CHUNK: usize = 1 << 10;
@@ -534,13 +539,30 @@ impl Orders {
     #[cold]
     #[inline(never)]
     fn new_chunk(&mut self) {
-        // Room for its orders' records, each as long as the chunk before's so far (or,
-        // if few of its orders have closed, as the last record written), and an
-        // eighth more: a record vector that outgrows its room is copied whole to one
-        // twice as large, fresh memory. Room not written is never touched.
-        let per_record = self
-            .chunks
-            .last()
+        let records = self.records_room(self.chunks.last());
+        if let Some(last) = self.chunks.last_mut().filter(|c| c.live == 0) {
+            // Its orders were all pruned while it was the last chunk.
+            let emptied = std::mem::take(last);
+            self.keep_spare(emptied);
+        }
+        let spare = std::mem::take(&mut self.spare);
+        self.spare.record_len = spare.record_len;
+        let mut chunk = Chunk {
+            slots: spare.slots,
+            closed: spare.closed,
+            live: 0,
+        };
+        chunk.slots.reserve_exact(ORDERS_PER_CHUNK);
+        chunk.closed.reserve_exact(records);
+        self.chunks.push(chunk);
+    }
+
+    /// Room for a chunk's records: each as long as those of `like` so far (or, if few
+    /// of its orders have closed, as the last record written), and an eighth more. A
+    /// record vector that outgrows its room is copied whole to one twice as large,
+    /// fresh memory; room not written is never touched.
+    fn records_room(&self, like: Option<&Chunk>) -> usize {
+        let per_record = like
             .and_then(|c| {
                 let closed = c
                     .slots
@@ -553,17 +575,21 @@ impl Orders {
                 0 => RECORD_LEN_GUESS,
                 len => len,
             });
-        let records = per_record.saturating_mul(ORDERS_PER_CHUNK + ORDERS_PER_CHUNK / 8);
-        let spare = std::mem::take(&mut self.spare);
-        self.spare.record_len = spare.record_len;
-        let mut chunk = Chunk {
-            slots: spare.slots,
-            closed: spare.closed,
-            live: 0,
-        };
-        chunk.slots.reserve_exact(ORDERS_PER_CHUNK);
-        chunk.closed.reserve_exact(records);
-        self.chunks.push(chunk);
+        per_record
+            .saturating_mul(ORDERS_PER_CHUNK + ORDERS_PER_CHUNK / 8)
+            .min(RECORDS_ROOM_MAX)
+    }
+
+    /// Makes room in the last chunk of decoded (and checked) orders, whose vectors
+    /// hold no more than they need, for the rest of its ids and their records.
+    pub(crate) fn make_room_after_decode(&mut self) {
+        let records = self.records_room(self.chunks.last());
+        if let Some(last) = self.chunks.last_mut() {
+            last.slots
+                .reserve_exact(ORDERS_PER_CHUNK - last.slots.len().min(ORDERS_PER_CHUNK));
+            last.closed
+                .reserve_exact(records.saturating_sub(last.closed.len()));
+        }
     }
 
     /// Adds a slot at the end of the pool (none is free); returns it.
@@ -699,7 +725,10 @@ impl Orders {
     }
 
     /// Each slot of chunk `c` names its order; the records do not overlap (they are
-    /// written in the order the orders closed, not in id order).
+    /// written in the order the orders closed, not in id order). Records are decoded
+    /// in the order of their offsets, each within the bytes before the next, so a
+    /// forged chunk cannot make one record decode many times or claim more lines
+    /// than its own bytes hold.
     fn chunk_well_formed(&self, c: usize, chunk: &Chunk) -> bool {
         let mut live = 0usize;
         let mut records = Vec::new();
@@ -722,21 +751,28 @@ impl Orders {
                 }
                 Some(Place::Closed(at)) => {
                     live += 1;
-                    let Some((_, len)) = chunk
-                        .closed
-                        .get(at..)
-                        .and_then(crate::closed::header)
-                        .filter(|h| !h.status.is_open())
-                        .and_then(|h| h.decode(id))
-                    else {
-                        return false;
-                    };
-                    records.push((at, at + len));
+                    records.push((at, id));
                 }
             }
         }
+        if live != chunk.live as usize {
+            return false;
+        }
         records.sort_unstable();
-        live == chunk.live as usize && records.windows(2).all(|w| w[0].1 <= w[1].0)
+        let ends = records
+            .iter()
+            .skip(1)
+            .map(|&(next, _)| next)
+            .chain([chunk.closed.len()]);
+        records.iter().zip(ends).all(|(&(at, id), end)| {
+            chunk
+                .closed
+                .get(at..end)
+                .and_then(crate::closed::header)
+                .filter(|h| !h.status.is_open())
+                .and_then(|h| h.decode(id))
+                .is_some()
+        })
     }
 
     fn pool_well_formed(&self) -> bool {
@@ -1142,6 +1178,11 @@ pub(crate) mod tests {
             backordered: 0,
             promotion: Some(PromotionId(1)),
         });
+        let pool_slot = |orders: &Orders, slot: usize| match orders.chunks[0].slots[slot].place() {
+            Some(Place::Open(at)) => at,
+            other => panic!("slot {slot} is {other:?}"),
+        };
+        let (freed_first, freed_last) = (pool_slot(&orders, 1), pool_slot(&orders, 3));
         close(&mut orders, 1, OrderStatus::Shipped);
         close(&mut orders, 3, OrderStatus::Cancelled);
         let shipped = orders.get(1).expect("kept");
@@ -1159,11 +1200,14 @@ pub(crate) mod tests {
             [1, 3, 5]
         );
         assert!(orders.get_open(3).is_none() && orders.get_open(2).is_some());
-        // The slot freed last is taken first.
+        // The slot freed last is taken first, then the one before; then the pool grows.
         let pool_size = orders.open.iter().map(Vec::len).sum::<usize>();
         orders.push(order(6));
         orders.push(order(7));
         orders.push(order(8));
+        assert_eq!(pool_slot(&orders, 5), freed_last);
+        assert_eq!(pool_slot(&orders, 6), freed_first);
+        assert_eq!(pool_slot(&orders, 7), pool_size);
         assert_eq!(
             orders.open.iter().map(Vec::len).sum::<usize>(),
             pool_size + 1
@@ -1222,6 +1266,34 @@ pub(crate) mod tests {
         let decoded = decode(&encode(&orders));
         assert_eq!(decoded, orders);
         assert!(decoded.is_well_formed());
+    }
+
+    /// A chunk whose orders were all pruned while it was the last one is freed when
+    /// the next chunk begins (a quiet book with a retention must not keep it).
+    #[test]
+    fn a_last_chunk_emptied_before_the_next_begins_is_freed_then() {
+        let mut orders = Orders::default();
+        for id in 1..=ORDERS_PER_CHUNK as u64 {
+            orders.push(order(id));
+        }
+        for slot in 0..ORDERS_PER_CHUNK {
+            close(&mut orders, slot, OrderStatus::Cancelled);
+            assert!(orders.remove(slot));
+        }
+        assert_eq!(
+            orders.chunks[0].slots.len(),
+            ORDERS_PER_CHUNK,
+            "still the last"
+        );
+        let records = orders.chunks[0].closed.capacity();
+        orders.push(order(ORDERS_PER_CHUNK as u64 + 1));
+        assert!(
+            orders.chunks[0].slots.capacity() == 0 && orders.chunks[0].closed.capacity() == 0,
+            "freed"
+        );
+        assert_eq!(orders.chunks[1].closed.capacity(), records, "and lent on");
+        assert_eq!(orders.iter().count(), 1);
+        assert!(orders.is_well_formed());
     }
 
     #[test]
@@ -1328,6 +1400,23 @@ pub(crate) mod tests {
         refused(
             &|o| o.chunks[0].slots[2] = o.chunks[0].slots[5],
             "two ids, one record",
+        );
+        refused(
+            &|o| {
+                let one = o.chunks[0].slots[5];
+                let closed = o.chunks[0]
+                    .slots
+                    .iter()
+                    .filter(|s| matches!(s.place(), Some(Place::Closed(_))))
+                    .count();
+                for slot in &mut o.chunks[0].slots {
+                    if matches!(slot.place(), Some(Place::Closed(_))) {
+                        *slot = one;
+                    }
+                }
+                assert!(closed > 1000);
+            },
+            "every id of a chunk on one record",
         );
         refused(
             &|o| o.chunks[0].slots[2] = Slot::closed(1),
@@ -1443,11 +1532,15 @@ pub(crate) mod tests {
         assert_eq!(orders.iter_open().count() as u64, OPEN);
         // Every closed order of the first chunk is a narrow record: header, key
         // (`PO-` and four digits or fewer), three lines.
-        let records = orders.chunks[0].closed.len();
-        assert!(
-            records <= ORDERS_PER_CHUNK * (7 + 7 + 8 + 13 + 3 * 14),
-            "{records} bytes of records"
-        );
+        let chunk = &orders.chunks[0];
+        for (slot, at) in chunk.slots.iter().enumerate() {
+            let Some(Place::Closed(at)) = at.place() else {
+                panic!("order {} is closed", slot + 1);
+            };
+            let header = crate::closed::header(&chunk.closed[at..]).expect("a record");
+            assert!(header.is_narrow(), "order {}", slot + 1);
+        }
+        assert!(chunk.closed.len() <= ORDERS_PER_CHUNK * (7 + 7 + 8 + 13 + 3 * 14));
         // The estimate made room for the next chunks' records: no copy to a larger
         // vector, so no more room than an eighth over what the chunk before used.
         for pair in orders.chunks[..3].windows(2) {
@@ -1455,7 +1548,32 @@ pub(crate) mod tests {
             assert!(after <= before + before / 8 + 256, "{after} for {before}");
         }
         assert!(ledger.check_invariants().is_ok());
-        let restored = Ledger::restore(&ledger.snapshot()).expect("restores");
+        let mut restored = Ledger::restore(&ledger.snapshot()).expect("restores");
         assert!(restored == ledger);
+        // Decoded vectors hold only what they need; the last chunk gets room again,
+        // so its next records are not a copy to a larger vector.
+        let last = restored.state.orders.chunks.last().expect("chunks");
+        let (len, room) = (last.closed.len(), last.closed.capacity());
+        assert!(room >= len + 100 * 77, "{room} for {len}");
+        assert_eq!(last.slots.capacity(), ORDERS_PER_CHUNK);
+        let closed_before = restored
+            .state
+            .orders
+            .chunks
+            .last()
+            .map(|c| c.closed.as_ptr());
+        let order = OrderId(count - OPEN + 1);
+        let cancel = Command::ActOnOrder {
+            order,
+            action: OrderAction::Cancel,
+        };
+        assert!(restored.apply(1, &cancel, &mut Vec::new()).result.is_ok());
+        let closed_after = restored
+            .state
+            .orders
+            .chunks
+            .last()
+            .map(|c| c.closed.as_ptr());
+        assert_eq!(closed_before, closed_after, "no copy");
     }
 }
