@@ -14,7 +14,7 @@
 //! ```
 //!
 //! Then the body, in one of two forms. Most orders fit the narrow form, fixed-width
-//! fields written and read without loops (its conditions are in [`narrow`]):
+//! fields written and read without loops (its conditions are at [`write_narrow`]):
 //!
 //! ```text
 //! updated_at_ms − created_at_ms u32 · total u32 · rebate_used u32 · line count u8 ·
