@@ -622,9 +622,8 @@ impl Orders {
             &mut chunk.closed,
         );
         self.spare.record_len = chunk.closed.len() - start;
-        // The next records go just past this one, into memory not written yet. Start
-        // loading it now: a write that waits for memory holds up every later write,
-        // and any later load that must wait for them (the next command's, too).
+        // The next records go just past this one, into memory not written yet: start
+        // loading it now, so that writing them does not wait for it.
         prefetch_index::prefetch_index(&chunk.closed, chunk.closed.len() + RECORD_AHEAD);
         *kept = None;
         self.free
