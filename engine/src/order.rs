@@ -491,7 +491,7 @@ impl Orders {
         self.chunks
             .get(slot / ORDERS_PER_CHUNK)
             .and_then(|c| c.slots.get(slot % ORDERS_PER_CHUNK))
-            .is_some_and(|at| at.0 != Slot::PRUNED.0)
+            .is_some_and(|&at| at != Slot::PRUNED)
     }
 
     /// The open order in `slot`, if it is open.
