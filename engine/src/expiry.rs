@@ -16,7 +16,12 @@ impl Ledger {
             }
             self.index.holds.pop_first();
             let slot = id.slot().expect("held orders exist");
-            let order = &mut self.state.orders[slot];
+            let at = self
+                .state
+                .orders
+                .pooled(slot)
+                .expect("held orders are open");
+            let order = &mut self.state.orders[at];
             assert_eq!(
                 order.status,
                 OrderStatus::Held,
@@ -29,7 +34,7 @@ impl Ledger {
             self.index.dealer_open[dealer.index()].remove(id);
             self.note_closed(id, now_ms);
             self.emit(now_ms, EventKind::HoldExpired { order: id, dealer }, events);
-            self.release(slot, OrderStatus::Held, now_ms, events);
+            self.release(at, OrderStatus::Held, now_ms, events);
             self.state.orders.close(slot);
             expired += 1;
         }

@@ -511,7 +511,14 @@ impl Orders {
     /// A new order, open, with the next id.
     #[inline]
     pub fn push(&mut self, order: Order) {
-        debug_assert!(order.status.is_open() && order.id.slot() == Some(self.len));
+        self.push_with(|| order);
+    }
+
+    /// A new open order with the next id, made by `make` straight into its slot of
+    /// the pool (a placement then adds its lines there: an order built elsewhere and
+    /// moved in would be written twice). Returns the order in its slot.
+    #[inline]
+    pub(crate) fn push_with(&mut self, make: impl FnOnce() -> Order) -> &mut Order {
         if self.len % ORDERS_PER_CHUNK == 0 {
             self.new_chunk();
         }
@@ -519,13 +526,6 @@ impl Orders {
             Some(at) => at as usize,
             None => self.grow_pool(),
         };
-        // The slot is known empty before the order moves in, so there is nothing to
-        // drop and the order is copied once, straight into the slot.
-        let kept = &mut self.open[at / OPEN_PER_CHUNK][at % OPEN_PER_CHUNK];
-        if kept.is_some() {
-            slot_taken();
-        }
-        *kept = Some(order);
         let chunk = self
             .chunks
             .last_mut()
@@ -533,6 +533,15 @@ impl Orders {
         chunk.slots.push(Slot::open(at));
         chunk.live += 1;
         self.len += 1;
+        // The slot is known empty before the order moves in, so there is nothing to
+        // drop.
+        let kept = &mut self.open[at / OPEN_PER_CHUNK][at % OPEN_PER_CHUNK];
+        if kept.is_some() {
+            slot_taken();
+        }
+        let order = kept.insert(make());
+        debug_assert!(order.status.is_open() && order.id.slot() == Some(self.len - 1));
+        order
     }
 
     /// Starts the next chunk of ids, in the spare chunk's allocations if there is one.
@@ -803,6 +812,45 @@ impl Orders {
     }
 }
 
+/// Where an open order is in the pool: found once from its slot (see
+/// [`Orders::pooled`]), it reaches the order without the slot's indirection, for a
+/// command that reads and changes the order several times. Valid until the order
+/// closes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Pooled(usize);
+
+impl Orders {
+    /// Where the open order in `slot` is, if it is open.
+    #[inline]
+    pub(crate) fn pooled(&self, slot: usize) -> Option<Pooled> {
+        let chunk = self.chunks.get(slot / ORDERS_PER_CHUNK)?;
+        match chunk.slots.get(slot % ORDERS_PER_CHUNK)?.place()? {
+            Place::Open(at) => Some(Pooled(at)),
+            Place::Pruned | Place::Closed(_) => None,
+        }
+    }
+}
+
+impl std::ops::Index<Pooled> for Orders {
+    type Output = Order;
+
+    #[inline]
+    fn index(&self, Pooled(at): Pooled) -> &Order {
+        self.open[at / OPEN_PER_CHUNK][at % OPEN_PER_CHUNK]
+            .as_ref()
+            .expect("a pooled order is open")
+    }
+}
+
+impl std::ops::IndexMut<Pooled> for Orders {
+    #[inline]
+    fn index_mut(&mut self, Pooled(at): Pooled) -> &mut Order {
+        self.open[at / OPEN_PER_CHUNK][at % OPEN_PER_CHUNK]
+            .as_mut()
+            .expect("a pooled order is open")
+    }
+}
+
 impl std::ops::Index<usize> for Orders {
     type Output = Order;
 
@@ -887,12 +935,13 @@ impl Ledger {
     ) -> Result<Effect, Rejection> {
         // Every action needs an open order: a closed one's status is read from its
         // record only to say why the action is refused.
-        let Some((slot, order)) = id
+        let Some((slot, at)) = id
             .slot()
-            .and_then(|slot| Some((slot, self.state.orders.get_open(slot)?)))
+            .and_then(|slot| Some((slot, self.state.orders.pooled(slot)?)))
         else {
             return Err(self.not_open(id, action));
         };
+        let order = &self.state.orders[at];
         let (from, dealer) = (order.status, order.dealer);
         // A `let else`, not `ok_or`: a rejection built eagerly is dropped on every
         // success, and dropping one is a call.
@@ -913,15 +962,15 @@ impl Ledger {
             }
         }
         match action {
-            OrderAction::Confirm | OrderAction::Approve => self.confirm(slot)?,
-            OrderAction::Ship => self.ship(slot, now_ms, events)?,
+            OrderAction::Confirm | OrderAction::Approve => self.confirm(at)?,
+            OrderAction::Ship => self.ship(at, now_ms, events)?,
             OrderAction::Reject | OrderAction::Cancel => {}
         }
-        let order = &mut self.state.orders[slot];
+        let order = &mut self.state.orders[at];
         order.status = to;
         order.updated_at_ms = now_ms;
-        if let Some(at) = order.hold_expires_at_ms.take() {
-            let removed = self.index.holds.remove((at, id));
+        if let Some(deadline) = order.hold_expires_at_ms.take() {
+            let removed = self.index.holds.remove((deadline, id));
             debug_assert!(removed, "a held order has its deadline queued");
         }
         self.emit(
@@ -939,7 +988,7 @@ impl Ledger {
             self.note_closed(id, now_ms);
         }
         if matches!(action, OrderAction::Reject | OrderAction::Cancel) {
-            self.release(slot, from, now_ms, events);
+            self.release(at, from, now_ms, events);
         }
         if !to.is_open() {
             self.state.orders.close(slot);
@@ -948,8 +997,8 @@ impl Ledger {
     }
 
     /// Move the order's credit from held to used.
-    fn confirm(&mut self, slot: usize) -> Result<(), Rejection> {
-        let order = &self.state.orders[slot];
+    fn confirm(&mut self, at: Pooled) -> Result<(), Rejection> {
+        let order = &self.state.orders[at];
         let amount = order.credit_amount();
         let dealer = &mut self.state.dealers[order.dealer.index()];
         let used = dealer
@@ -962,8 +1011,8 @@ impl Ledger {
     }
 
     /// Take the shipped units out of stock and accrue the dealer's rebate.
-    fn ship(&mut self, slot: usize, now_ms: u64, events: &mut Vec<Event>) -> Result<(), Rejection> {
-        let order = &self.state.orders[slot];
+    fn ship(&mut self, at: Pooled, now_ms: u64, events: &mut Vec<Event>) -> Result<(), Rejection> {
+        let order = &self.state.orders[at];
         let dealer_id = order.dealer;
         let rate = i128::from(self.state.dealers[dealer_id.index()].rebate_rate_bp);
         let rebate = if rate == 0 {
@@ -976,7 +1025,7 @@ impl Ledger {
             .rebate_balance
             .checked_add(rebate)
             .ok_or_else(|| Rejection::overflow("rebate_balance"))?;
-        let order = &self.state.orders[slot];
+        let order = &self.state.orders[at];
         for allocation in &order.allocations {
             let sku = order.lines[allocation.line as usize].sku;
             let sku = &mut self.state.skus[sku.index()];
@@ -990,7 +1039,7 @@ impl Ledger {
         }
         self.state.dealers[dealer_id.index()].rebate_balance = balance;
         if rebate > 0 {
-            let order = self.state.orders[slot].id;
+            let order = self.state.orders[at].id;
             self.emit(
                 now_ms,
                 EventKind::RebateAccrued {
@@ -1009,14 +1058,14 @@ impl Ledger {
     /// backorders.
     pub(crate) fn release(
         &mut self,
-        slot: usize,
+        at: Pooled,
         from: OrderStatus,
         now_ms: u64,
         events: &mut Vec<Event>,
     ) {
         // A backordered order's lines wait in the queues at its dealer's rank.
         let rank = if from == OrderStatus::Backordered {
-            self.tier_rank(self.state.orders[slot].dealer)
+            self.tier_rank(self.state.orders[at].dealer)
         } else {
             0
         };
@@ -1031,7 +1080,7 @@ impl Ledger {
             next_event_seq,
             ..
         } = &mut self.state;
-        let order = &orders[slot];
+        let order = &orders[at];
         let (id, dealer) = (order.id, order.dealer);
         for allocation in &order.allocations {
             let sku_id = order.lines[allocation.line as usize].sku;

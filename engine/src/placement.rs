@@ -8,8 +8,8 @@ use crate::client_orders::KeyLocation;
 use crate::command::{PlaceOrder, Unit};
 use crate::error::{Rejection, ShortLine};
 use crate::event::{Event, EventKind};
-use crate::ids::{is_valid_client_order_id, DealerId, OrderId, PromotionId, RegionId, SkuId};
-use crate::ledger::{usage_key, Effect, Ledger};
+use crate::ids::{is_valid_client_order_id, DealerId, OrderId, RegionId, SkuId};
+use crate::ledger::{emit_to, usage_key, Effect, Ledger};
 use crate::limits::{MONEY_MAX, QTY_MAX};
 use crate::order::{Allocation, Order, OrderLine, OrderStatus};
 
@@ -215,15 +215,8 @@ impl Ledger {
             short,
         } = placed;
         let id = OrderId(self.state.orders.len() as u64 + 1);
-        let account = &self.state.dealers[dealer.index()];
-        let region = account.region;
-        let status = if short {
-            OrderStatus::Backordered
-        } else if account.approval_threshold.is_some_and(|t| total > t) {
-            OrderStatus::PendingApproval
-        } else {
-            OrderStatus::Held
-        };
+        let region = self.state.dealers[dealer.index()].region;
+        let status = self.initial_status(dealer, total, short);
         let hold_expires_at_ms = (status == OrderStatus::Held).then(|| self.hold_deadline(now_ms));
         self.emit(
             now_ms,
@@ -236,14 +229,28 @@ impl Ledger {
             events,
         );
         let rank = if short { self.tier_rank(dealer) } else { 0 };
-        let mut lines = crate::order::OrderLines::with_capacity(scratch.lines.len());
-        let mut allocations = crate::order::Allocations::with_capacity(scratch.lines.len());
+        // The order is made in its slot of the pool, and its lines and allocations
+        // are written there as the stock is reserved: the book's parts it changes are
+        // borrowed apart from it.
+        let crate::ledger::State {
+            orders,
+            skus,
+            promotions,
+            promotion_usage,
+            dealers,
+            next_event_seq,
+            ..
+        } = &mut self.state;
+        let hold = hold_expires_at_ms;
+        let order =
+            orders.push_with(|| Order::placed(id, dealer, status, total, hold, request, now_ms));
+        let warehouses = &self.index.warehouse_places;
         for (i, (plan, request_line)) in scratch.lines.iter().zip(&request.lines).enumerate() {
             let take = plan.qty.min(plan.available);
             if take > 0 {
-                self.pick_and_reserve(plan.sku, region, take, &mut scratch.pick);
+                reserve(skus, warehouses, plan.sku, region, take, &mut scratch.pick);
                 for &(warehouse, qty) in &scratch.pick.reserved {
-                    allocations.push(Allocation {
+                    order.allocations.push(Allocation {
                         line: i as u32,
                         warehouse,
                         qty,
@@ -255,24 +262,27 @@ impl Ledger {
                         warehouse,
                         qty,
                     };
-                    self.emit(now_ms, kind, events);
+                    emit_to(next_event_seq, now_ms, kind, events);
                 }
             }
             let backordered = plan.qty - take;
             if backordered > 0 {
-                self.state.skus[plan.sku.index()].backordered += backordered;
+                skus[plan.sku.index()].backordered += backordered;
                 self.index.queues[plan.sku.index()].insert((rank, id));
                 let kind = EventKind::BackorderQueued {
                     order: id,
                     sku: plan.sku,
                     qty: backordered,
                 };
-                self.emit(now_ms, kind, events);
+                emit_to(next_event_seq, now_ms, kind, events);
             }
             if let Some(promotion) = plan.promotion {
-                self.use_promotion(promotion, dealer, plan.qty);
+                promotions[promotion.index()].used += plan.qty;
+                *promotion_usage
+                    .entry(usage_key(promotion, dealer))
+                    .or_default() += plan.qty;
             }
-            lines.push(OrderLine {
+            order.lines.push(OrderLine {
                 sku: plan.sku,
                 requested_qty: request_line.qty,
                 unit: request_line.unit,
@@ -282,23 +292,9 @@ impl Ledger {
                 promotion: plan.promotion,
             });
         }
-        let account = &mut self.state.dealers[dealer.index()];
+        let account = &mut dealers[dealer.index()];
         account.credit_held += total - request.use_rebate;
         account.rebate_balance -= request.use_rebate;
-        self.state.orders.push(Order {
-            id,
-            client_order_id: request.client_order_id.as_str().into(),
-            dealer,
-            status,
-            lines,
-            allocations,
-            total,
-            rebate_used: request.use_rebate,
-            backorder: request.backorder,
-            created_at_ms: now_ms,
-            updated_at_ms: now_ms,
-            hold_expires_at_ms,
-        });
         let key = (key_at, request.client_order_id.as_str());
         self.index_new_order(dealer, id, key, hold_expires_at_ms);
         for plan in &scratch.lines {
@@ -307,14 +303,18 @@ impl Ledger {
         id
     }
 
-    /// Count `qty` units sold at `promotion`'s price, in all and to `dealer`.
-    fn use_promotion(&mut self, promotion: PromotionId, dealer: DealerId, qty: u64) {
-        self.state.promotions[promotion.index()].used += qty;
-        *self
-            .state
-            .promotion_usage
-            .entry(usage_key(promotion, dealer))
-            .or_insert(0) += qty;
+    /// The status a new order of `dealer` for `total` starts in: backordered if a line
+    /// is `short`, else pending approval if the total is over the dealer's approval
+    /// threshold, else held.
+    fn initial_status(&self, dealer: DealerId, total: i64, short: bool) -> OrderStatus {
+        let account = &self.state.dealers[dealer.index()];
+        if short {
+            OrderStatus::Backordered
+        } else if account.approval_threshold.is_some_and(|t| total > t) {
+            OrderStatus::PendingApproval
+        } else {
+            OrderStatus::Held
+        }
     }
 
     /// Enter a new order into the derived indexes.
@@ -334,9 +334,8 @@ impl Ledger {
         }
     }
 
-    /// Reserve `qty` available units of `sku` for a dealer in `region`, from the
-    /// warehouses in allocation order; `reserved` says where they came from, as
-    /// (warehouse, units).
+    /// Reserve `qty` available units of `sku` for a dealer in `region` (see
+    /// [`reserve`]).
     pub(crate) fn pick_and_reserve(
         &mut self,
         sku: SkuId,
@@ -344,35 +343,79 @@ impl Ledger {
         qty: u64,
         scratch: &mut PickScratch,
     ) {
-        let sku = &mut self.state.skus[sku.index()];
         let places = &self.index.warehouse_places;
-        scratch.reserved.clear();
-        match first_cell(&sku.cells, region, places) {
-            // Usually the first cell covers the line.
-            Some((i, available)) if available >= qty => {
-                let cell = &mut sku.cells[i];
-                cell.reserved += qty;
-                scratch.reserved.push((cell.warehouse, qty));
-            }
-            _ => {
-                let (candidates, picks) = (&mut scratch.candidates, &mut scratch.picks);
-                let found = split_picks(&sku.cells, region, places, qty, candidates, picks);
-                assert_eq!(found, qty, "available stock is in the cells");
-                for &(i, units) in &scratch.picks {
-                    let cell = &mut sku.cells[i];
-                    cell.reserved += units;
-                    assert!(cell.reserved <= cell.on_hand, "reservation within on_hand");
-                    scratch.reserved.push((cell.warehouse, units));
-                }
-            }
-        }
-        sku.reserved += qty;
+        reserve(&mut self.state.skus, places, sku, region, qty, scratch);
     }
 
     /// When a hold that starts now ends.
     pub(crate) fn hold_deadline(&self, now_ms: u64) -> u64 {
         now_ms.saturating_add(self.state.settings.hold_ttl_s * 1000)
     }
+}
+
+impl Order {
+    /// A new order of `dealer` for `request` at `now_ms`, in `status`, with no lines
+    /// yet (a placement adds them in place).
+    #[inline]
+    fn placed(
+        id: OrderId,
+        dealer: DealerId,
+        status: OrderStatus,
+        total: i64,
+        hold_expires_at_ms: Option<u64>,
+        request: &PlaceOrder,
+        now_ms: u64,
+    ) -> Self {
+        Self {
+            id,
+            client_order_id: request.client_order_id.as_str().into(),
+            dealer,
+            status,
+            lines: crate::order::OrderLines::new(),
+            allocations: crate::order::Allocations::new(),
+            total,
+            rebate_used: request.use_rebate,
+            backorder: request.backorder,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            hold_expires_at_ms,
+        }
+    }
+}
+
+/// Reserve `qty` available units of `sku` for a dealer in `region`, from the
+/// warehouses in allocation order (`places`: each warehouse's region and code rank);
+/// `scratch.reserved` says where they came from, as (warehouse, units).
+fn reserve(
+    skus: &mut [Sku],
+    places: &[(RegionId, u32)],
+    sku: SkuId,
+    region: RegionId,
+    qty: u64,
+    scratch: &mut PickScratch,
+) {
+    let sku = &mut skus[sku.index()];
+    scratch.reserved.clear();
+    match first_cell(&sku.cells, region, places) {
+        // Usually the first cell covers the line.
+        Some((i, available)) if available >= qty => {
+            let cell = &mut sku.cells[i];
+            cell.reserved += qty;
+            scratch.reserved.push((cell.warehouse, qty));
+        }
+        _ => {
+            let (candidates, picks) = (&mut scratch.candidates, &mut scratch.picks);
+            let found = split_picks(&sku.cells, region, places, qty, candidates, picks);
+            assert_eq!(found, qty, "available stock is in the cells");
+            for &(i, units) in &scratch.picks {
+                let cell = &mut sku.cells[i];
+                cell.reserved += units;
+                assert!(cell.reserved <= cell.on_hand, "reservation within on_hand");
+                scratch.reserved.push((cell.warehouse, units));
+            }
+        }
+    }
+    sku.reserved += qty;
 }
 
 /// Starts loading a SKU's stock cells into the cache. A SKU's cells (three or four
