@@ -97,8 +97,8 @@ pub fn is_valid_client_order_id(id: &str) -> bool {
 }
 
 /// Whether every byte of `text` is printable ASCII (0x20–0x7e), checked eight bytes at
-/// a time: every placement checks its key, and a byte at a time that was a tenth of
-/// the key's handling.
+/// a time: every placement checks its key, and byte by byte a 9-byte key took about
+/// 60 instructions.
 fn all_printable(text: &str) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;

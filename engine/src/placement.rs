@@ -244,6 +244,12 @@ impl Ledger {
         let hold = hold_expires_at_ms;
         let order =
             orders.push_with(|| Order::placed(id, dealer, status, total, hold, request, now_ms));
+        // An order of more lines than are kept inline gets room for them all at once.
+        let count = scratch.lines.len();
+        if count > crate::order::INLINE_LINES {
+            order.lines.reserve_exact(count);
+            order.allocations.reserve_exact(count);
+        }
         let warehouses = &self.index.warehouse_places;
         for (i, (plan, request_line)) in scratch.lines.iter().zip(&request.lines).enumerate() {
             let take = plan.qty.min(plan.available);

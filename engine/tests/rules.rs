@@ -417,6 +417,25 @@ fn a_sku_on_two_lines_is_refused_by_name() {
 }
 
 #[test]
+fn an_order_of_many_lines_keeps_them_in_room_made_once() {
+    let mut book = Book::new();
+    let codes: Vec<String> = (3..=12).map(|i| format!("S{i}")).collect();
+    for code in &codes {
+        book.put_sku(code, 10, |_| {});
+        book.receive(code, "WA", 100);
+    }
+    let lines: Vec<(&str, u64)> = codes.iter().map(|c| (c.as_str(), 1)).collect();
+    let id = book
+        .place("many", &lines)
+        .expect("ten distinct SKUs in stock");
+    let order = book.ledger.order(id).expect("the order exists");
+    assert_eq!(order.lines.len(), 10);
+    // Room for exactly its lines and allocations, not the next power of two.
+    assert_eq!(order.lines.capacity(), 10);
+    assert_eq!(order.allocations.capacity(), 10);
+}
+
+#[test]
 fn allocation_follows_a_warehouse_that_moves_region() {
     let mut book = Book::new();
     book.receive("S1", "WA", 5);
