@@ -8,7 +8,7 @@ use crate::client_orders::KeyLocation;
 use crate::command::{PlaceOrder, Unit};
 use crate::error::{Rejection, ShortLine};
 use crate::event::{Event, EventKind};
-use crate::ids::{is_valid_client_order_id, DealerId, OrderId, RegionId, SkuId};
+use crate::ids::{is_valid_client_order_id, DealerId, OrderId, RegionId, SkuId, WarehouseId};
 use crate::ledger::{emit_to, usage_key, Effect, Ledger};
 use crate::limits::{MONEY_MAX, QTY_MAX};
 use crate::order::{Allocation, Order, OrderLine, OrderStatus};
@@ -254,10 +254,10 @@ impl Ledger {
         for (i, (plan, request_line)) in scratch.lines.iter().zip(&request.lines).enumerate() {
             let take = plan.qty.min(plan.available);
             if take > 0 {
-                reserve(skus, warehouses, plan.sku, region, take, &mut scratch.pick);
-                for &(warehouse, qty) in &scratch.pick.reserved {
+                let mut reserved = |warehouse, qty| {
+                    let line = i as u32;
                     order.allocations.push(Allocation {
-                        line: i as u32,
+                        line,
                         warehouse,
                         qty,
                     });
@@ -269,6 +269,11 @@ impl Ledger {
                         qty,
                     };
                     emit_to(next_event_seq, now_ms, kind, events);
+                };
+                let pick = &mut scratch.pick;
+                match reserve(skus, warehouses, plan.sku, region, take, pick) {
+                    Some(warehouse) => reserved(warehouse, take),
+                    None => pick.reserved.iter().for_each(|&(w, qty)| reserved(w, qty)),
                 }
             }
             let backordered = plan.qty - take;
@@ -340,8 +345,9 @@ impl Ledger {
         }
     }
 
-    /// Reserve `qty` available units of `sku` for a dealer in `region` (see
-    /// [`reserve`]).
+    /// Reserve `qty` available units of `sku` for a dealer in `region`, from the
+    /// warehouses in allocation order; `scratch.reserved` says where they came from,
+    /// as (warehouse, units).
     pub(crate) fn pick_and_reserve(
         &mut self,
         sku: SkuId,
@@ -350,7 +356,10 @@ impl Ledger {
         scratch: &mut PickScratch,
     ) {
         let places = &self.index.warehouse_places;
-        reserve(&mut self.state.skus, places, sku, region, qty, scratch);
+        if let Some(warehouse) = reserve(&mut self.state.skus, places, sku, region, qty, scratch) {
+            scratch.reserved.clear();
+            scratch.reserved.push((warehouse, qty));
+        }
     }
 
     /// When a hold that starts now ends.
@@ -390,8 +399,11 @@ impl Order {
 }
 
 /// Reserve `qty` available units of `sku` for a dealer in `region`, from the
-/// warehouses in allocation order (`places`: each warehouse's region and code rank);
-/// `scratch.reserved` says where they came from, as (warehouse, units).
+/// warehouses in allocation order (`places`: each warehouse's region and code rank).
+/// Usually one cell covers the line: then it returns that cell's warehouse. Else the
+/// units come from several cells, listed in `scratch.reserved` as (warehouse, units),
+/// and it returns `None`.
+#[inline]
 fn reserve(
     skus: &mut [Sku],
     places: &[(RegionId, u32)],
@@ -399,27 +411,41 @@ fn reserve(
     region: RegionId,
     qty: u64,
     scratch: &mut PickScratch,
-) {
+) -> Option<WarehouseId> {
     let sku = &mut skus[sku.index()];
-    scratch.reserved.clear();
     match first_cell(&sku.cells, region, places) {
-        // Usually the first cell covers the line.
         Some((i, available)) if available >= qty => {
             let cell = &mut sku.cells[i];
             cell.reserved += qty;
-            scratch.reserved.push((cell.warehouse, qty));
+            sku.reserved += qty;
+            Some(cell.warehouse)
         }
         _ => {
-            let (candidates, picks) = (&mut scratch.candidates, &mut scratch.picks);
-            let found = split_picks(&sku.cells, region, places, qty, candidates, picks);
-            assert_eq!(found, qty, "available stock is in the cells");
-            for &(i, units) in &scratch.picks {
-                let cell = &mut sku.cells[i];
-                cell.reserved += units;
-                assert!(cell.reserved <= cell.on_hand, "reservation within on_hand");
-                scratch.reserved.push((cell.warehouse, units));
-            }
+            reserve_split(sku, places, region, qty, scratch);
+            None
         }
+    }
+}
+
+/// [`reserve`] of a line no one cell covers.
+#[cold]
+#[inline(never)]
+fn reserve_split(
+    sku: &mut Sku,
+    places: &[(RegionId, u32)],
+    region: RegionId,
+    qty: u64,
+    scratch: &mut PickScratch,
+) {
+    scratch.reserved.clear();
+    let (candidates, picks) = (&mut scratch.candidates, &mut scratch.picks);
+    let found = split_picks(&sku.cells, region, places, qty, candidates, picks);
+    assert_eq!(found, qty, "available stock is in the cells");
+    for &(i, units) in &scratch.picks {
+        let cell = &mut sku.cells[i];
+        cell.reserved += units;
+        assert!(cell.reserved <= cell.on_hand, "reservation within on_hand");
+        scratch.reserved.push((cell.warehouse, units));
     }
     sku.reserved += qty;
 }
