@@ -79,7 +79,7 @@ impl Ledger {
                 Err(Rejection::IdempotencyConflict { order: id }.into())
             };
         }
-        let total = self.plan_lines(now_ms, request, dealer, scratch)?;
+        let (total, short) = self.plan_lines(now_ms, request, dealer, scratch)?;
         let account = &self.state.dealers[dealer.index()];
         if !(0..=MONEY_MAX).contains(&request.use_rebate) {
             return Err(Rejection::invalid(
@@ -101,7 +101,6 @@ impl Ledger {
         if needed > available {
             return Err(Rejection::CreditExceeded { needed, available }.into());
         }
-        let short = scratch.lines.iter().any(|l| l.available < l.qty);
         if short && !request.backorder {
             let lines = scratch
                 .lines
@@ -125,23 +124,25 @@ impl Ledger {
         Ok(Effect::OrderPlaced(id))
     }
 
-    /// Validate and price every line into `scratch.lines`; returns the order total.
+    /// Validate and price every line into `scratch.lines`; returns the order total and
+    /// whether some line is short of stock. (A rejection is boxed so that the result
+    /// travels in registers: see `Ledger::apply`.)
     fn plan_lines(
         &self,
         now_ms: u64,
         request: &PlaceOrder,
         dealer: DealerId,
         scratch: &mut Scratch,
-    ) -> Result<i64, Rejection> {
+    ) -> Result<(i64, bool), Box<Rejection>> {
         let max_lines = self.state.settings.max_lines as usize;
         if request.lines.is_empty() || request.lines.len() > max_lines {
-            return Err(Rejection::invalid(
-                "lines",
-                format!("must have 1 to {max_lines} lines"),
-            ));
+            return Err(
+                Rejection::invalid("lines", format!("must have 1 to {max_lines} lines")).into(),
+            );
         }
         scratch.lines.clear();
         let mut total: i64 = 0;
+        let mut short = false;
         for (i, (line, id)) in request.lines.iter().zip(&scratch.sku_ids).enumerate() {
             let sku_id = id.ok_or_else(|| Rejection::UnknownSku {
                 sku: line.sku.clone(),
@@ -152,7 +153,8 @@ impl Ledger {
                 return Err(Rejection::invalid(
                     format!("lines[{i}].qty"),
                     format!("must be between 1 and {QTY_MAX}"),
-                ));
+                )
+                .into());
             }
             let case_size = u64::from(sku.case_size);
             let qty = match line.unit {
@@ -167,13 +169,15 @@ impl Ledger {
                 return Err(Rejection::invalid(
                     format!("lines[{i}].qty"),
                     format!("SKU `{}` is sold in whole cases of {case_size}", sku.code),
-                ));
+                )
+                .into());
             }
             if qty < sku.min_qty {
                 return Err(Rejection::invalid(
                     format!("lines[{i}].qty"),
                     format!("SKU `{}` needs at least {} units", sku.code, sku.min_qty),
-                ));
+                )
+                .into());
             }
             let (unit_price, promotion) = self.price(sku_id, dealer, qty, now_ms);
             total = i64::try_from(qty)
@@ -181,22 +185,21 @@ impl Ledger {
                 .and_then(|q| q.checked_mul(unit_price))
                 .and_then(|amount| total.checked_add(amount))
                 .ok_or_else(|| Rejection::overflow("total"))?;
+            let available = sku.available();
+            short |= available < qty;
             scratch.lines.push(LinePlan {
                 sku: sku_id,
                 qty,
                 unit_price,
                 promotion,
-                available: sku.available(),
+                available,
             });
         }
         if let Some(sku) = repeated_sku(&scratch.lines, &mut scratch.sorted_skus) {
             let code = &self.state.skus[sku.index()].code;
-            return Err(Rejection::invalid(
-                "lines",
-                format!("SKU `{code}` appears twice"),
-            ));
+            return Err(Rejection::invalid("lines", format!("SKU `{code}` appears twice")).into());
         }
-        Ok(total)
+        Ok((total, short))
     }
 
     /// Make the checked order real. Cannot fail: everything was checked.
