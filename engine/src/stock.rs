@@ -33,12 +33,29 @@ impl StockCell {
 
 impl Sku {
     pub(crate) fn cell_mut(&mut self, warehouse: WarehouseId) -> Option<&mut StockCell> {
-        self.cells.iter_mut().find(|c| c.warehouse == warehouse)
+        let at = self.cell_index(warehouse)?;
+        self.cells.get_mut(at)
     }
 
     /// The cell of `warehouse`, if it was ever stocked.
     pub fn cell(&self, warehouse: WarehouseId) -> Option<&StockCell> {
-        self.cells.iter().find(|c| c.warehouse == warehouse)
+        self.cells.get(self.cell_index(warehouse)?)
+    }
+
+    /// Where the cell of `warehouse` is in `cells`. Cells are added as warehouses first
+    /// stock the SKU, so in a book whose SKUs are stocked in warehouse order (most
+    /// books) a warehouse's cell sits at its own id: that place is tried first.
+    #[inline]
+    fn cell_index(&self, warehouse: WarehouseId) -> Option<usize> {
+        let guess = warehouse.index();
+        if self
+            .cells
+            .get(guess)
+            .is_some_and(|c| c.warehouse == warehouse)
+        {
+            return Some(guess);
+        }
+        self.cells.iter().position(|c| c.warehouse == warehouse)
     }
 }
 

@@ -392,6 +392,35 @@ fn allocation_prefers_region_then_most_available_then_code() {
 }
 
 #[test]
+fn stock_moves_in_the_right_cell_when_cells_are_not_in_warehouse_order() {
+    // S2's cells are created WC, WB, WA: the reverse of the warehouses' ids, so no
+    // cell sits at its warehouse's id but WB's.
+    let mut book = Book::new();
+    book.receive("S2", "WC", 10);
+    book.receive("S2", "WB", 20);
+    book.receive("S2", "WA", 30);
+    let id = book.place("a", &[("S2", 25)]).unwrap();
+    assert_eq!(book.allocations(id), vec![(0, "WA".into(), 25)]);
+    assert_eq!(book.cell("S2", "WA"), (30, 25));
+    assert_eq!(book.cell("S2", "WC"), (10, 0));
+    book.act(id, OrderAction::Confirm).unwrap();
+    book.act(id, OrderAction::Ship).unwrap();
+    assert_eq!(book.cell("S2", "WA"), (5, 0));
+    assert_eq!(book.cell("S2", "WB"), (20, 0));
+    assert_eq!(book.cell("S2", "WC"), (10, 0));
+    // Split over WB and WA, then cancelled: each cell gets its own units back.
+    let id = book.place("b", &[("S2", 22)]).unwrap();
+    assert_eq!(
+        book.allocations(id),
+        vec![(0, "WB".into(), 20), (0, "WA".into(), 2)]
+    );
+    book.act(id, OrderAction::Cancel).unwrap();
+    assert_eq!(book.cell("S2", "WA"), (5, 0));
+    assert_eq!(book.cell("S2", "WB"), (20, 0));
+    assert_eq!(book.cell("S2", "WC"), (10, 0));
+}
+
+#[test]
 fn a_sku_on_two_lines_is_refused_by_name() {
     let mut book = Book::new();
     for i in 3..=12 {
