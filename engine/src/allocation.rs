@@ -6,7 +6,7 @@
 use std::cmp::Reverse;
 
 use crate::ids::{PromotionId, RegionId, SkuId, WarehouseId};
-use crate::stock::StockCell;
+use crate::stock::{cell_index, StockCell};
 
 /// One validated, priced line of an order being placed.
 #[derive(Clone, Debug)]
@@ -45,15 +45,43 @@ pub(crate) struct PickScratch {
 
 /// The cell a line takes its units from first, for a dealer in `region`: in-region
 /// first, then most available, then code rank; as (cell index, available). `None` if
-/// no cell has stock. `warehouses` gives each warehouse's (region, code rank).
+/// no cell has stock. `warehouses` gives each warehouse's (region, code rank), and
+/// `local` the warehouses of `region` in code order.
 #[inline]
 pub(crate) fn first_cell(
     cells: &[StockCell],
     region: RegionId,
     warehouses: &[(RegionId, u32)],
+    local: &[WarehouseId],
 ) -> Option<(usize, u64)> {
-    best_cell(cells, warehouses, |own| own == region)
-        .or_else(|| best_cell(cells, warehouses, |own| own != region))
+    let in_region = if local.len() <= LOCAL_LOOKUPS_MAX {
+        best_local_cell(cells, local)
+    } else {
+        best_cell(cells, warehouses, |own| own == region)
+    };
+    in_region.or_else(|| best_cell(cells, warehouses, |own| own != region))
+}
+
+/// Warehouses in a region up to which the region's cells are found by looking each
+/// warehouse's cell up, rather than by reading every cell of the SKU (a book has a
+/// few warehouses per region; a SKU may have a cell in each of many regions).
+const LOCAL_LOOKUPS_MAX: usize = 4;
+
+/// The cell with most available (ties by code rank) among the cells of `local` (a
+/// region's warehouses, in code order) with stock, as (index, available).
+#[inline]
+fn best_local_cell(cells: &[StockCell], local: &[WarehouseId]) -> Option<(usize, u64)> {
+    let mut best: Option<(usize, u64)> = None;
+    for &warehouse in local {
+        if let Some(i) = cell_index(cells, warehouse) {
+            let available = cells[i].available();
+            // Strictly more: of equal amounts, the first in code order stays.
+            if available > best.map_or(0, |(_, most)| most) {
+                best = Some((i, available));
+            }
+        }
+    }
+    best
 }
 
 /// Choose where `qty` units of a SKU with `cells` come from when the first cell (see

@@ -93,6 +93,9 @@ pub(crate) struct Index {
     /// Per warehouse: its region and its position in code order (the tie-break of
     /// allocation, and the order of stock rows), side by side for allocation.
     pub warehouse_places: Vec<(RegionId, u32)>,
+    /// Per region: its warehouses in code order (allocation looks at a dealer's
+    /// region's cells first). Regions without warehouses may be missing at the end.
+    pub region_warehouses: Vec<Vec<WarehouseId>>,
     pub skus: CodeIndex<SkuId>,
     /// SKUs in code order, for paged stock listings.
     pub skus_by_code: BTreeMap<String, SkuId>,
@@ -397,9 +400,13 @@ impl Ledger {
                 .cmp(&self.state.warehouses[b].code)
         });
         let mut rank = vec![0; by_code.len()];
+        let mut by_region: Vec<Vec<WarehouseId>> = vec![Vec::new(); self.state.regions.len()];
         for (position, &warehouse) in by_code.iter().enumerate() {
             rank[warehouse] = position as u32;
+            let region = self.state.warehouses[warehouse].region.index();
+            by_region[region].push(WarehouseId(warehouse as u32));
         }
+        self.index.region_warehouses = by_region;
         self.index.warehouse_places = self
             .state
             .warehouses

@@ -247,13 +247,9 @@ impl Ledger {
         let hold = hold_expires_at_ms;
         let order =
             orders.push_with(|| Order::placed(id, dealer, status, total, hold, request, now_ms));
-        // An order of more lines than are kept inline gets room for them all at once.
-        let count = scratch.lines.len();
-        if count > crate::order::INLINE_LINES {
-            order.lines.reserve_exact(count);
-            order.allocations.reserve_exact(count);
-        }
+        order.make_room(scratch.lines.len());
         let warehouses = &self.index.warehouse_places;
+        let local = local_warehouses(&self.index.region_warehouses, region);
         for (i, (plan, request_line)) in scratch.lines.iter().zip(&request.lines).enumerate() {
             let take = plan.qty.min(plan.available);
             if take > 0 {
@@ -274,7 +270,7 @@ impl Ledger {
                     emit_to(next_event_seq, now_ms, kind, events);
                 };
                 let pick = &mut scratch.pick;
-                match reserve(skus, warehouses, plan.sku, region, take, pick) {
+                match reserve(skus, warehouses, local, plan.sku, region, take, pick) {
                     Some(warehouse) => reserved(warehouse, take),
                     None => pick.reserved.iter().for_each(|&(w, qty)| reserved(w, qty)),
                 }
@@ -359,7 +355,9 @@ impl Ledger {
         scratch: &mut PickScratch,
     ) {
         let places = &self.index.warehouse_places;
-        if let Some(warehouse) = reserve(&mut self.state.skus, places, sku, region, qty, scratch) {
+        let local = local_warehouses(&self.index.region_warehouses, region);
+        let skus = &mut self.state.skus;
+        if let Some(warehouse) = reserve(skus, places, local, sku, region, qty, scratch) {
             scratch.reserved.clear();
             scratch.reserved.push((warehouse, qty));
         }
@@ -372,6 +370,16 @@ impl Ledger {
 }
 
 impl Order {
+    /// Room for `lines` lines and as many allocations, made at once for an order of
+    /// more lines than are kept inline (a no-op for most orders).
+    #[inline]
+    fn make_room(&mut self, lines: usize) {
+        if lines > crate::order::INLINE_LINES {
+            self.lines.reserve_exact(lines);
+            self.allocations.reserve_exact(lines);
+        }
+    }
+
     /// A new order of `dealer` for `request` at `now_ms`, in `status`, with no lines
     /// yet (a placement adds them in place).
     #[inline]
@@ -401,8 +409,14 @@ impl Order {
     }
 }
 
+/// The warehouses of `region`, in code order, from the index's `region_warehouses`.
+fn local_warehouses(by_region: &[Vec<WarehouseId>], region: RegionId) -> &[WarehouseId] {
+    by_region.get(region.index()).map_or(&[], Vec::as_slice)
+}
+
 /// Reserve `qty` available units of `sku` for a dealer in `region`, from the
-/// warehouses in allocation order (`places`: each warehouse's region and code rank).
+/// warehouses in allocation order (`places`: each warehouse's region and code rank;
+/// `local`: the warehouses of `region`, in code order).
 /// Usually one cell covers the line: then it returns that cell's warehouse. Else the
 /// units come from several cells, listed in `scratch.reserved` as (warehouse, units),
 /// and it returns `None`.
@@ -410,13 +424,14 @@ impl Order {
 fn reserve(
     skus: &mut [Sku],
     places: &[(RegionId, u32)],
+    local: &[WarehouseId],
     sku: SkuId,
     region: RegionId,
     qty: u64,
     scratch: &mut PickScratch,
 ) -> Option<WarehouseId> {
     let sku = &mut skus[sku.index()];
-    match first_cell(&sku.cells, region, places) {
+    match first_cell(&sku.cells, region, places, local) {
         Some((i, available)) if available >= qty => {
             let cell = &mut sku.cells[i];
             cell.reserved += qty;

@@ -47,16 +47,19 @@ impl Sku {
     /// books) a warehouse's cell sits at its own id: that place is tried first.
     #[inline]
     fn cell_index(&self, warehouse: WarehouseId) -> Option<usize> {
-        let guess = warehouse.index();
-        if self
-            .cells
-            .get(guess)
-            .is_some_and(|c| c.warehouse == warehouse)
-        {
-            return Some(guess);
-        }
-        self.cells.iter().position(|c| c.warehouse == warehouse)
+        cell_index(&self.cells, warehouse)
     }
+}
+
+/// Where the cell of `warehouse` is in a SKU's `cells`, trying its own id first (see
+/// `Sku::cell_index`).
+#[inline]
+pub(crate) fn cell_index(cells: &[StockCell], warehouse: WarehouseId) -> Option<usize> {
+    let guess = warehouse.index();
+    if cells.get(guess).is_some_and(|c| c.warehouse == warehouse) {
+        return Some(guess);
+    }
+    cells.iter().position(|c| c.warehouse == warehouse)
 }
 
 impl Ledger {

@@ -392,6 +392,39 @@ fn allocation_prefers_region_then_most_available_then_code() {
 }
 
 #[test]
+fn allocation_order_holds_in_a_region_of_many_warehouses_and_in_none() {
+    // Six more warehouses in the north (more than allocation looks up one by one),
+    // created out of code order, and S1 stocked in them out of code order too.
+    let mut book = Book::new();
+    for code in ["WN6", "WN2", "WN5", "WN1", "WN4", "WN3"] {
+        book.ok(Command::PutWarehouse(WarehouseSpec {
+            code: code.into(),
+            region: "north".into(),
+        }));
+    }
+    for (code, qty) in [("WN5", 7), ("WN3", 9), ("WC", 50), ("WN1", 9), ("WN4", 2)] {
+        book.receive("S1", code, qty);
+    }
+    // WN1 and WN3 tie on 9: WN1 first by code; then WN3, then WN5.
+    let id = book.place("a", &[("S1", 20)]).unwrap();
+    assert_eq!(
+        book.allocations(id),
+        vec![
+            (0, "WN1".into(), 9),
+            (0, "WN3".into(), 9),
+            (0, "WN5".into(), 2)
+        ]
+    );
+    let id = book.place("b", &[("S1", 3)]).unwrap();
+    assert_eq!(book.allocations(id), vec![(0, "WN5".into(), 3)]);
+    // A dealer in a region with no warehouse takes from the others, most available
+    // first.
+    book.put_dealer(|d| d.region = "east".into());
+    let id = book.place("c", &[("S1", 4)]).unwrap();
+    assert_eq!(book.allocations(id), vec![(0, "WC".into(), 4)]);
+}
+
+#[test]
 fn stock_moves_in_the_right_cell_when_cells_are_not_in_warehouse_order() {
     // S2's cells are created WC, WB, WA: the reverse of the warehouses' ids, so no
     // cell sits at its warehouse's id but WB's.
