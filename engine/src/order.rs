@@ -1124,9 +1124,9 @@ impl Ledger {
         // The rebate was part of this balance before; only accruals since could push
         // it to the limit, and saturating there is the conservative answer.
         account.rebate_balance = account.rebate_balance.saturating_add(order.rebate_used);
-        let released: smallvec::SmallVec<[SkuId; INLINE_LINES]> =
-            order.lines.iter().map(|l| l.sku).collect();
-        for sku in released {
+        // The released stock may fill backorders (other orders, never this one).
+        for line in 0..order.lines.len() {
+            let sku = self.state.orders[at].lines[line].sku;
             self.settle_sku(sku, now_ms, events);
         }
     }
