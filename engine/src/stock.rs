@@ -43,8 +43,9 @@ impl Sku {
     }
 
     /// Where the cell of `warehouse` is in `cells`. Cells are added as warehouses first
-    /// stock the SKU, so in a book whose SKUs are stocked in warehouse order (most
-    /// books) a warehouse's cell sits at its own id: that place is tried first.
+    /// stock the SKU, so where a SKU was first stocked in its warehouses in the order
+    /// they were created (as when every SKU is stocked everywhere), a warehouse's
+    /// cell sits at its own id: that place is tried first.
     #[inline]
     fn cell_index(&self, warehouse: WarehouseId) -> Option<usize> {
         cell_index(&self.cells, warehouse)
