@@ -497,13 +497,19 @@ impl Orders {
     /// The open order in `slot`, if it is open.
     #[inline]
     pub fn get_open(&self, slot: usize) -> Option<&Order> {
+        let Pooled(at) = self.pooled(slot)?;
+        self.open
+            .get(at / OPEN_PER_CHUNK)?
+            .get(at % OPEN_PER_CHUNK)?
+            .as_ref()
+    }
+
+    /// Where the open order in `slot` is in the pool, if it is open.
+    #[inline]
+    pub(crate) fn pooled(&self, slot: usize) -> Option<Pooled> {
         let chunk = self.chunks.get(slot / ORDERS_PER_CHUNK)?;
         match chunk.slots.get(slot % ORDERS_PER_CHUNK)?.place()? {
-            Place::Open(at) => self
-                .open
-                .get(at / OPEN_PER_CHUNK)?
-                .get(at % OPEN_PER_CHUNK)?
-                .as_ref(),
+            Place::Open(at) => Some(Pooled(at)),
             Place::Pruned | Place::Closed(_) => None,
         }
     }
@@ -819,18 +825,6 @@ impl Orders {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Pooled(usize);
 
-impl Orders {
-    /// Where the open order in `slot` is, if it is open.
-    #[inline]
-    pub(crate) fn pooled(&self, slot: usize) -> Option<Pooled> {
-        let chunk = self.chunks.get(slot / ORDERS_PER_CHUNK)?;
-        match chunk.slots.get(slot % ORDERS_PER_CHUNK)?.place()? {
-            Place::Open(at) => Some(Pooled(at)),
-            Place::Pruned | Place::Closed(_) => None,
-        }
-    }
-}
-
 impl std::ops::Index<Pooled> for Orders {
     type Output = Order;
 
@@ -864,13 +858,8 @@ impl std::ops::Index<usize> for Orders {
 impl std::ops::IndexMut<usize> for Orders {
     #[inline]
     fn index_mut(&mut self, slot: usize) -> &mut Order {
-        let chunk = &self.chunks[slot / ORDERS_PER_CHUNK];
-        let Some(Place::Open(at)) = chunk.slots[slot % ORDERS_PER_CHUNK].place() else {
-            panic!("an indexed order is open");
-        };
-        self.open[at / OPEN_PER_CHUNK][at % OPEN_PER_CHUNK]
-            .as_mut()
-            .expect("an open slot holds its order")
+        let at = self.pooled(slot).expect("an indexed order is open");
+        &mut self[at]
     }
 }
 
