@@ -247,6 +247,12 @@ impl Ledger {
         let hold = hold_expires_at_ms;
         let order =
             orders.push_with(|| Order::placed(id, dealer, status, total, hold, request, now_ms));
+        // The key is copied into the slot in place: built apart, as `Order::placed`
+        // did, its bytes went through the stack in narrow stores and were read back
+        // as words, which cannot be forwarded from those stores, so the copy waited
+        // for every store before it (the new order's, to cold memory) to reach the
+        // cache.
+        order.client_order_id.push_str(&request.client_order_id);
         order.make_room(scratch.lines.len());
         let warehouses = &self.index.warehouse_places;
         let local = local_warehouses(&self.index.region_warehouses, region);
@@ -381,7 +387,7 @@ impl Order {
     }
 
     /// A new order of `dealer` for `request` at `now_ms`, in `status`, with no lines
-    /// yet (a placement adds them in place).
+    /// yet and an empty key (a placement writes them in place).
     #[inline]
     fn placed(
         id: OrderId,
@@ -394,7 +400,8 @@ impl Order {
     ) -> Self {
         Self {
             id,
-            client_order_id: request.client_order_id.as_str().into(),
+            // Filled in place by `commit_order`.
+            client_order_id: compact_str::CompactString::const_new(""),
             dealer,
             status,
             lines: crate::order::OrderLines::new(),
