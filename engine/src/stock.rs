@@ -33,27 +33,20 @@ impl StockCell {
 
 impl Sku {
     pub(crate) fn cell_mut(&mut self, warehouse: WarehouseId) -> Option<&mut StockCell> {
-        let at = self.cell_index(warehouse)?;
+        let at = cell_index(&self.cells, warehouse)?;
         self.cells.get_mut(at)
     }
 
     /// The cell of `warehouse`, if it was ever stocked.
     pub fn cell(&self, warehouse: WarehouseId) -> Option<&StockCell> {
-        self.cells.get(self.cell_index(warehouse)?)
-    }
-
-    /// Where the cell of `warehouse` is in `cells`. Cells are added as warehouses first
-    /// stock the SKU, so where a SKU was first stocked in its warehouses in the order
-    /// they were created (as when every SKU is stocked everywhere), a warehouse's
-    /// cell sits at its own id: that place is tried first.
-    #[inline]
-    fn cell_index(&self, warehouse: WarehouseId) -> Option<usize> {
-        cell_index(&self.cells, warehouse)
+        self.cells.get(cell_index(&self.cells, warehouse)?)
     }
 }
 
-/// Where the cell of `warehouse` is in a SKU's `cells`, trying its own id first (see
-/// `Sku::cell_index`).
+/// Where the cell of `warehouse` is in a SKU's `cells`. Cells are added as warehouses
+/// first stock the SKU, so where a SKU was first stocked in its warehouses in the
+/// order they were created (as when every SKU is stocked everywhere), a warehouse's
+/// cell sits at its own id: that place is tried first.
 #[inline]
 pub(crate) fn cell_index(cells: &[StockCell], warehouse: WarehouseId) -> Option<usize> {
     let guess = warehouse.index();
