@@ -5,7 +5,9 @@
 //! (a retention of 0 keeps every order, as `place_3_lines` does; 1 is the
 //! `place_3_lines_retained` mix). Each timer read adds about 20 ns to its side. As in
 //! the benchmark, each order is hinted to the ledger one order ahead
-//! (`Ledger::prefetch`); `ALLOT_MIX_NO_AHEAD=1` applies orders without the hint.
+//! (`Ledger::prefetch`); `ALLOT_MIX_NO_AHEAD=1` applies orders without the hint. Each
+//! round also reports its slowest placement (a book that grows regrows its indexes
+//! now and then, inside one placement).
 //!
 //! `ALLOT_MIX_ROUNDS=N` sets the rounds (default 7). `ALLOT_MIX_PREFAULT=1` first runs
 //! the whole mix untimed and drops its book; with `MIMALLOC_PURGE_DELAY=-1` (freed
@@ -54,6 +56,7 @@ fn main() {
     let ahead = std::env::var_os("ALLOT_MIX_NO_AHEAD").is_none();
     for round in 0..rounds {
         let (mut placing, mut closing) = (Duration::ZERO, Duration::ZERO);
+        let mut slowest = Duration::ZERO;
         let start = Instant::now();
         for _ in 0..ORDERS_PER_ROUND {
             now_ms += 1;
@@ -65,7 +68,9 @@ fn main() {
             } else {
                 ledger.apply(now_ms, orders.next_order(), &mut events)
             };
-            placing += placing_from.elapsed();
+            let took = placing_from.elapsed();
+            placing += took;
+            slowest = slowest.max(took);
             let Ok(Effect::OrderPlaced(id)) = outcome.result else {
                 panic!("placement refused: {outcome:?}");
             };
@@ -76,10 +81,11 @@ fn main() {
         }
         let per_order = |d: Duration| d.as_nanos() / u128::from(ORDERS_PER_ROUND);
         println!(
-            "round {round}: {} ns per order (placing {} ns, closing {} ns)",
+            "round {round}: {} ns per order (placing {} ns, closing {} ns; slowest placement {} µs)",
             per_order(start.elapsed()),
             per_order(placing),
-            per_order(closing)
+            per_order(closing),
+            slowest.as_micros()
         );
     }
 }
