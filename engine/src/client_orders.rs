@@ -330,8 +330,9 @@ mod tests {
     use super::*;
     use crate::order::Order;
 
+    /// Keys enough for about 40 in each part.
     fn keys() -> Vec<(DealerId, String)> {
-        (0..2_000_u32)
+        (0..40_000_u32)
             .map(|i| (DealerId(i % 3), format!("PO-{i}")))
             .collect()
     }
@@ -348,8 +349,8 @@ mod tests {
     fn client_orders_are_exact_when_tags_collide() {
         let keys = keys();
         let orders = book(&keys);
-        // Two tag bits: every key shares its tag with hundreds of others, and every
-        // key of a part sits in one of four runs.
+        // Two tag bits: in its part (about 40 keys), every key shares its tag with
+        // some ten others, and every key sits in one of four runs.
         let mut index = ClientOrders::with_tag_mask(0b11);
         for (i, (dealer, key)) in keys.iter().enumerate() {
             index.insert(*dealer, key, OrderId(i as u64 + 1));
@@ -373,7 +374,7 @@ mod tests {
             let expected = (i % 2 == 0).then_some(OrderId(i as u64 + 1));
             assert_eq!(index.get(&orders, *dealer, key), expected);
         }
-        assert_eq!(index.len(), 1_000);
+        assert_eq!(index.len(), 20_000);
     }
 
     #[test]
