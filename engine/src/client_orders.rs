@@ -5,10 +5,10 @@
 //! checks each order whose tag matches against the full key, so it is always exact;
 //! for a new key a tag rarely matches, and no order is read. (How rarely depends on
 //! the parts' size: a key's home slot is drawn from its tag, so in a part of 2^k slots
-//! a stored tag tells a new key apart by only 24 − k bits. The index has 1,024 parts:
+//! a stored tag tells a new key apart by only 24 − k bits. The index has 256 parts:
 //! in a simulation of the table with 64, one new key in 100 read an order at 10
 //! million keys and one in 7 at 150 million, about what this engine holds in 24 GiB;
-//! with 1,024, one in 100 at 150 million.)
+//! with 256, one in 400 and one in 28.)
 //!
 //! Every placement looks up a key that is almost always new, in an index that grows
 //! by a key per order for as long as orders are kept: with millions of keys the one
@@ -39,9 +39,11 @@ pub(crate) struct KeyLocation {
 /// `ClientOrders` parts (a power of two). Smaller parts keep more of a tag's bits for
 /// telling keys apart (see the module documentation) and regrow in shorter steps: as
 /// a growing book passed 8.4 million keys, its slowest placement took 2.0–2.8 ms in 64
-/// parts (a doubling rewrote 4 MiB) and 0.2–0.6 ms in 1,024 (256 KiB). The price is a
-/// part's header (32 bytes, 32 KiB for all) that is less often in the L1 cache.
-const CLIENT_ORDER_PARTS: usize = 1_024;
+/// parts (a doubling rewrote 4 MiB), 0.7–0.8 ms in 256 (1 MiB), 0.2–0.6 ms in 1,024.
+/// But each part has a 32-byte header that a lookup reads: 1,024 of them (32 KiB) were
+/// seldom in the L1 cache, and the growing mix ran 15–25 ns per order slower, where
+/// 256 ran as fast as 64.
+const CLIENT_ORDER_PARTS: usize = 256;
 /// Bits of an order id in an index word, and of the hash tag beside it.
 const ID_BITS: u32 = 40;
 const TAG_BITS: u32 = 64 - ID_BITS;
@@ -332,7 +334,7 @@ mod tests {
 
     /// Keys enough for about 40 in each part.
     fn keys() -> Vec<(DealerId, String)> {
-        (0..40_000_u32)
+        (0..10_240_u32)
             .map(|i| (DealerId(i % 3), format!("PO-{i}")))
             .collect()
     }
@@ -374,7 +376,7 @@ mod tests {
             let expected = (i % 2 == 0).then_some(OrderId(i as u64 + 1));
             assert_eq!(index.get(&orders, *dealer, key), expected);
         }
-        assert_eq!(index.len(), 20_000);
+        assert_eq!(index.len(), 5_120);
     }
 
     #[test]
@@ -411,9 +413,10 @@ mod tests {
         let slots: usize = index.parts.iter().map(|p| p.slots.len()).sum();
         assert_eq!(index.slots, slots);
         let started = started.expect("40,000 keys are not a small index");
-        // 1,024 parts of 32 slots are `CACHED_SLOTS_MAX`: the index passes it once the
-        // parts that doubled to 64 slots (past 16 keys) outweigh those still at 16 (at
-        // most 8 keys), at about 12 keys a part, and before 1,024 × 16 = 16,384 keys.
+        // 256 parts of 128 slots are `CACHED_SLOTS_MAX`: the index passes it once the
+        // parts that doubled to 256 slots (past 64 keys) outweigh those still at 64
+        // (at most 32 keys), at about 50 keys a part, and before 256 × 64 = 16,384
+        // keys.
         assert!(
             (8_000..16_385).contains(&started),
             "started at {started} keys"
@@ -430,8 +433,8 @@ mod tests {
     /// A new key's tag tells it apart from almost every stored key, also in a large
     /// book: a key's home slot is drawn from its tag, so the parts must stay small
     /// enough for a tag to keep bits beside its home. With 16-bit tags, 500,000 keys
-    /// fill the parts as 24-bit tags do at 128 million keys; in 64 parts, one new key
-    /// in 8 was compared with an order.
+    /// fill the parts as 24-bit tags do at 128 million keys: one new key in 33 is
+    /// compared with an order (one in 8 in 64 parts).
     #[test]
     fn new_keys_are_seldom_compared_with_an_order() {
         let mut index = ClientOrders::with_tag_mask((1 << 16) - 1);
@@ -451,7 +454,7 @@ mod tests {
             assert_eq!(found, None);
         }
         assert!(
-            compared.get() < 2_000,
+            compared.get() < 5_000,
             "{} of 100,000 new keys compared with an order",
             compared.get()
         );
