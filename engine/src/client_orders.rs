@@ -21,7 +21,7 @@
 //! earlier still (`Ledger::prefetch`). A key's home slot is the top bits of its tag's
 //! hash, so slots keep their keys in home order and growing a part rewrites it front
 //! to back instead of scattering every word over a cold new table. (The tag has 24
-//! bits, so a part of more than 2^24 slots, in a book of some 8 billion keys, would
+//! bits, so a part of more than 2^24 slots, in a book of some 2 billion keys, would
 //! start to cluster: lookups would stay exact, only slower.)
 
 use std::collections::BTreeMap;
