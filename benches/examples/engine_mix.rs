@@ -10,9 +10,10 @@
 //! now and then, inside one placement).
 //!
 //! `ALLOT_MIX_ROUNDS=N` sets the rounds (default 7). `ALLOT_MIX_PREFAULT=1` first runs
-//! the whole mix untimed and drops its book; with `MIMALLOC_PURGE_DELAY=-1` (freed
-//! memory kept) the timed run then reuses memory already faulted in, which takes the
-//! VM's page-fault costs out of a growing book's figure.
+//! the whole mix untimed (hinted like the timed run, so that a profile of the process
+//! stays true to the timed run) and drops its book; with `MIMALLOC_PURGE_DELAY=-1`
+//! (freed memory kept) the timed run then reuses memory already faulted in, which
+//! takes the VM's page-fault costs out of a growing book's figure.
 
 use std::time::{Duration, Instant};
 
@@ -37,11 +38,16 @@ fn main() {
         // Run the whole mix once untimed and drop its book, so that (with
         // `MIMALLOC_PURGE_DELAY=-1`, which keeps freed memory) the timed run reuses
         // memory the process already faulted in.
+        // It hints each order as the timed run does, so that a profile of the whole
+        // process shows the timed run's costs (unhinted, the key index's misses
+        // would dominate it).
         let mut ledger = steady_book(retention_s);
         let mut orders = steady_orders(hot);
         let mut events = Vec::with_capacity(64);
         for now_ms in 2..u64::from(rounds) * u64::from(ORDERS_PER_ROUND) + 2 {
-            let outcome = ledger.apply(now_ms, orders.next_order(), &mut events);
+            let (order, upcoming) = orders.next_and_upcoming();
+            ledger.prefetch(upcoming);
+            let outcome = ledger.apply(now_ms, order, &mut events);
             let Ok(Effect::OrderPlaced(id)) = outcome.result else {
                 panic!("placement refused: {outcome:?}");
             };
