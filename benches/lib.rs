@@ -10,7 +10,9 @@
 //!   with callgrind;
 //! - `examples/warm_memory.rs`: touches fresh memory before a benchmark (see
 //!   docs/PERFORMANCE.md: on a VM, memory the host does not back yet costs several
-//!   times more to touch).
+//!   times more to touch);
+//! - `examples/criterion_medians.rs`: each benchmark's median from its last run
+//!   (criterion prints a slope, which a growing book's last samples pull up).
 //!
 //! Run them with `cargo bench -p allot-benches` and
 //! `cargo run --release -p allot-benches --example ledger_memory`.
