@@ -5,8 +5,9 @@
 //! Criterion prints a benchmark's `time` as the slope of a line through its samples
 //! (total time against iterations, each sample running more iterations than the one
 //! before). A benchmark whose book grows as it runs, such as `engine/place_3_lines`,
-//! has its largest and slowest samples last, and they tilt that line: its printed
-//! figure was 11–43 % above the median of its samples in the runs of 2026-11-26. The
+//! has its largest samples last; they weigh most in that line, and they were slow
+//! ones: its printed figure was 11–43 % above the median of its samples in the runs
+//! of 2026-11-26. The
 //! targets are medians, which criterion writes to `new/estimates.json` but does not
 //! print.
 

@@ -37,10 +37,9 @@ fn main() {
     if std::env::var_os("ALLOT_MIX_PREFAULT").is_some() {
         // Run the whole mix once untimed and drop its book, so that (with
         // `MIMALLOC_PURGE_DELAY=-1`, which keeps freed memory) the timed run reuses
-        // memory the process already faulted in.
-        // It hints each order as the timed run does, so that a profile of the whole
-        // process shows the timed run's costs (unhinted, the key index's misses
-        // would dominate it).
+        // memory the process already faulted in. It hints each order as the timed
+        // run does, so that a profile of the whole process shows the timed run's
+        // costs (unhinted, the key index's misses would dominate it).
         let mut ledger = steady_book(retention_s);
         let mut orders = steady_orders(hot);
         let mut events = Vec::with_capacity(64);
