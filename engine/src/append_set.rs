@@ -1,6 +1,5 @@
 //! A sorted set for keys that almost always arrive in order: hold deadlines (each is
-//! `now + hold TTL`, and time moves forward), closed orders by close time, and each
-//! dealer's open orders (order ids count up).
+//! `now + hold TTL`, and time moves forward) and closed orders by close time.
 //!
 //! In-order keys append to a sorted deque: O(1) to add, to take the first and to find
 //! it, where a B-tree pays a search and node splits for each. A key that would break

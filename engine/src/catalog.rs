@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use crate::append_set::AppendSet;
 use crate::command::{
     plain_data, DealerSpec, PromotionSpec, SettingsPatch, SkuSpec, WarehouseSpec,
 };
@@ -351,9 +350,7 @@ impl Ledger {
                 rebate_balance: 0,
             });
             self.index.dealers.insert(&spec.code, id);
-            self.index.dealer_orders.push(Vec::new());
-            self.index.dealer_open.push(AppendSet::default());
-            self.index.dealer_pruned.push(0);
+            self.index.dealer_orders.add_dealer();
             id
         };
         let dealer = &mut self.state.dealers[id.index()];

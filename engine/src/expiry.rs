@@ -31,7 +31,10 @@ impl Ledger {
             order.hold_expires_at_ms = None;
             order.updated_at_ms = now_ms;
             let dealer = order.dealer;
-            self.index.dealer_open[dealer.index()].remove(id);
+            let orders = &self.state.orders;
+            self.index
+                .dealer_orders
+                .closed(dealer, id, |o| orders.listed(o));
             self.note_closed(id, now_ms);
             self.emit(now_ms, EventKind::HoldExpired { order: id, dealer }, events);
             self.release(at, OrderStatus::Held, now_ms, events);

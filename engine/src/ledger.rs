@@ -15,6 +15,7 @@ use crate::catalog::{Dealer, Promotion, Sku, Warehouse};
 use crate::client_orders::ClientOrders;
 use crate::code_index::CodeIndex;
 use crate::command::{plain_data, Command};
+use crate::dealer_orders::DealerOrders;
 use crate::error::Rejection;
 use crate::event::{Event, EventKind};
 use crate::ids::{DealerId, OrderId, PromotionId, RegionId, SkuId, TierId, WarehouseId};
@@ -107,18 +108,14 @@ pub(crate) struct Index {
     pub sku_promotions: FxHashMap<SkuId, Vec<PromotionId>>,
     /// Idempotency keys: (dealer, client_order_id) → order.
     pub client_orders: ClientOrders,
-    /// Per dealer: every order id, ascending.
-    pub dealer_orders: Vec<Vec<OrderId>>,
-    /// Per dealer: ids of open orders.
-    pub dealer_open: Vec<AppendSet<OrderId>>,
+    /// Per dealer: every order, and the open ones.
+    pub dealer_orders: DealerOrders,
     /// Held orders by deadline.
     pub holds: AppendSet<(u64, OrderId)>,
     /// Per SKU: queued orders by (tier rank, order id); FIFO within a rank.
     pub queues: Vec<BTreeSet<(u32, OrderId)>>,
     /// Closed orders by close time, while a retention is set.
     pub closed: AppendSet<(u64, OrderId)>,
-    /// Per dealer: pruned ids still in `dealer_orders` (compacted when they are many).
-    pub dealer_pruned: Vec<usize>,
 }
 
 /// What an applied command did.
@@ -348,26 +345,22 @@ impl Ledger {
             });
         }
         let dealers = state.dealers.len();
-        index.dealer_orders = vec![Vec::new(); dealers];
-        let mut dealer_open = vec![Vec::new(); dealers];
-        index.dealer_pruned = vec![0; dealers];
+        (0..dealers).for_each(|_| index.dealer_orders.add_dealer());
         let mut holds = Vec::new();
         for order in state.orders.iter() {
             let (id, dealer) = (order.id(), order.dealer());
-            let d = dealer.index();
             index
                 .client_orders
                 .insert(dealer, order.client_order_id(), id);
-            index.dealer_orders[d].push(id);
-            if let Some(open) = order.open() {
-                dealer_open[d].push(id);
+            let open = order.open();
+            index.dealer_orders.rebuilt(dealer, id, open.is_some());
+            if let Some(open) = open {
                 if let Some(at) = open.hold_expires_at_ms {
                     holds.push((at, id));
                 }
             }
         }
         index.holds = AppendSet::from_keys(holds);
-        index.dealer_open = dealer_open.into_iter().map(AppendSet::from_keys).collect();
         self.index = index;
         self.rank_warehouses();
         self.rebuild_queues();

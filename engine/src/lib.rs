@@ -37,6 +37,7 @@ mod code_index;
 pub mod codec;
 pub mod command;
 mod credit;
+mod dealer_orders;
 pub mod error;
 pub mod event;
 mod expiry;

@@ -11,6 +11,7 @@
 use std::borrow::Cow;
 
 use crate::command::{plain_data, PlaceOrder, Unit};
+use crate::dealer_orders::Listed;
 use crate::error::Rejection;
 use crate::event::{Event, EventKind};
 use crate::ids::{DealerId, OrderId, PromotionId, SkuId, WarehouseId};
@@ -494,6 +495,24 @@ impl Orders {
             .is_some_and(|&at| at != Slot::PRUNED)
     }
 
+    /// What the book holds of order `id`: open, closed, or nothing (pruned, or never
+    /// placed), without reading the order.
+    #[inline]
+    pub(crate) fn listed(&self, id: OrderId) -> Listed {
+        let place = id.slot().and_then(|slot| {
+            self.chunks
+                .get(slot / ORDERS_PER_CHUNK)?
+                .slots
+                .get(slot % ORDERS_PER_CHUNK)?
+                .place()
+        });
+        match place {
+            Some(Place::Open(_)) => Listed::Open,
+            Some(Place::Closed(_)) => Listed::Closed,
+            Some(Place::Pruned) | None => Listed::Pruned,
+        }
+    }
+
     /// The open order in `slot`, if it is open.
     #[inline]
     pub fn get_open(&self, slot: usize) -> Option<&Order> {
@@ -973,7 +992,9 @@ impl Ledger {
             events,
         );
         if !to.is_open() {
-            self.index.dealer_open[dealer.index()].remove(id);
+            let orders = &self.state.orders;
+            let listed = |o| orders.listed(o);
+            self.index.dealer_orders.closed(dealer, id, listed);
             self.note_closed(id, now_ms);
         }
         if matches!(action, OrderAction::Reject | OrderAction::Cancel) {

@@ -341,10 +341,11 @@ impl Ledger {
         (key_at, key): (KeyLocation, &str),
         hold: Option<u64>,
     ) {
-        let d = dealer.index();
         self.index.client_orders.insert_at(key_at, dealer, key, id);
-        self.index.dealer_orders[d].push(id);
-        self.index.dealer_open[d].insert(id);
+        let orders = &self.state.orders;
+        self.index
+            .dealer_orders
+            .placed(dealer, id, |o| orders.listed(o));
         if let Some(at) = hold {
             self.index.holds.insert((at, id));
         }

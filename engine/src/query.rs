@@ -274,8 +274,9 @@ impl Ledger {
                 dealer: code.to_owned(),
             })?;
         let mut by_sku: BTreeMap<&str, DealerSkuStock> = BTreeMap::new();
-        for order_id in self.index.dealer_open[id.index()].iter() {
-            let order = self.open_order(order_id).expect("open orders exist");
+        // The dealer's open list may name orders closed since: skip them.
+        let open = self.index.dealer_orders.maybe_open(id);
+        for order in open.filter_map(|order_id| self.open_order(order_id)) {
             for (i, line) in order.lines.iter().enumerate() {
                 let code = self.sku_code(line.sku);
                 let entry = by_sku.entry(code).or_insert_with(|| DealerSkuStock {
@@ -311,15 +312,12 @@ impl Ledger {
                 dealer: dealer.to_owned(),
             })?;
         let limit = clamp_limit(limit);
-        let ids = &self.index.dealer_orders[id.index()];
-        let end = before.map_or(ids.len(), |b| ids.partition_point(|&i| i < b));
         let mut page = Vec::new();
         let mut next = None;
         // Pruned orders may still be listed until the list is compacted: skip them.
-        let kept = ids[..end]
-            .iter()
-            .rev()
-            .filter_map(|&id| self.state.orders.get(id.slot()?));
+        let kept = (self.index.dealer_orders)
+            .newest_first(id, before)
+            .filter_map(|id| self.state.orders.get(id.slot()?));
         for order in kept {
             if status.is_some_and(|s| s != order.status()) {
                 continue;

@@ -74,13 +74,9 @@ impl Ledger {
             }
         }
         state.orders.remove(slot);
-        let d = dealer.index();
-        self.index.dealer_pruned[d] += 1;
-        let listed = self.index.dealer_orders[d].len();
-        if self.index.dealer_pruned[d] > 64 && self.index.dealer_pruned[d] * 2 > listed {
-            let orders = &self.state.orders;
-            self.index.dealer_orders[d].retain(|id| id.slot().is_some_and(|s| orders.contains(s)));
-            self.index.dealer_pruned[d] = 0;
-        }
+        let orders = &self.state.orders;
+        self.index
+            .dealer_orders
+            .pruned(dealer, id, |o| orders.listed(o));
     }
 }
