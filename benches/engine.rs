@@ -15,8 +15,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Each iteration places one 3-line order and runs the lifecycle commands that keep
 /// the mix steady (confirm + ship, or cancel, of the order placed 1,000 before). Like
-/// the server's shard, which has a batch of requests in hand, the loop hints the next
-/// order to the ledger (`Ledger::prefetch`) before applying the current one.
+/// the server's shard, which has a batch of requests in hand, the loop applies each
+/// order with the next one as its hint (`Ledger::apply_hinting`).
 fn steady(c: &mut Criterion, name: &str, hot: bool, retention_s: u64) {
     let mut ledger = steady_book(retention_s);
     let mut orders = steady_orders(hot);
@@ -31,8 +31,8 @@ fn steady(c: &mut Criterion, name: &str, hot: bool, retention_s: u64) {
             for _ in 0..iters {
                 now_ms += 1;
                 let (order, upcoming) = orders.next_and_upcoming();
-                ledger.prefetch(upcoming);
-                let outcome = ledger.apply(now_ms, black_box(order), &mut events);
+                let outcome =
+                    ledger.apply_hinting(now_ms, black_box(order), Some(upcoming), &mut events);
                 let Ok(Effect::OrderPlaced(id)) = outcome.result else {
                     panic!("placement refused: {outcome:?}");
                 };

@@ -199,7 +199,7 @@ impl OrderPool {
     }
 
     /// The next order, as [`Self::next_order`], and the one after it (its key already
-    /// given), for a caller that hints one order ahead (`Ledger::prefetch`).
+    /// given), for a caller that hints one order ahead (`Ledger::apply_hinting`).
     pub fn next_and_upcoming(&mut self) -> (&Command, &Command) {
         self.advance();
         let upcoming = self.following(self.slot);

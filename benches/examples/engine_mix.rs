@@ -4,8 +4,8 @@
 //! `cargo run --release -p allot-benches --example engine_mix [-- RETENTION_S [hot]]`
 //! (a retention of 0 keeps every order, as `place_3_lines` does; 1 is the
 //! `place_3_lines_retained` mix). Each timer read adds about 20 ns to its side. As in
-//! the benchmark, each order is hinted to the ledger one order ahead
-//! (`Ledger::prefetch`); `ALLOT_MIX_NO_AHEAD=1` applies orders without the hint. Each
+//! the benchmark, each order is applied with the next as its hint
+//! (`Ledger::apply_hinting`); `ALLOT_MIX_NO_AHEAD=1` applies orders without the hint. Each
 //! round also reports its slowest placement (a book that grows regrows its indexes
 //! now and then, inside one placement).
 //!
@@ -45,8 +45,7 @@ fn main() {
         let mut events = Vec::with_capacity(64);
         for now_ms in 2..u64::from(rounds) * u64::from(ORDERS_PER_ROUND) + 2 {
             let (order, upcoming) = orders.next_and_upcoming();
-            ledger.prefetch(upcoming);
-            let outcome = ledger.apply(now_ms, order, &mut events);
+            let outcome = ledger.apply_hinting(now_ms, order, Some(upcoming), &mut events);
             let Ok(Effect::OrderPlaced(id)) = outcome.result else {
                 panic!("placement refused: {outcome:?}");
             };
@@ -68,8 +67,7 @@ fn main() {
             let placing_from = Instant::now();
             let outcome = if ahead {
                 let (order, upcoming) = orders.next_and_upcoming();
-                ledger.prefetch(upcoming);
-                ledger.apply(now_ms, order, &mut events)
+                ledger.apply_hinting(now_ms, order, Some(upcoming), &mut events)
             } else {
                 ledger.apply(now_ms, orders.next_order(), &mut events)
             };

@@ -23,8 +23,7 @@ fn run_mix(ledger: &mut Ledger, orders: &mut OrderPool, count: u64) {
     let mut events = Vec::with_capacity(64);
     for now_ms in 2..count + 2 {
         let (order, upcoming) = orders.next_and_upcoming();
-        ledger.prefetch(upcoming);
-        let outcome = ledger.apply(now_ms, order, &mut events);
+        let outcome = ledger.apply_hinting(now_ms, order, Some(upcoming), &mut events);
         let Ok(Effect::OrderPlaced(id)) = outcome.result else {
             panic!("placement refused: {outcome:?}");
         };

@@ -187,8 +187,8 @@ impl Ledger {
     /// Starts loading into the cache what applying `command` will first wait for, so
     /// that a caller holding several commands can overlap one command's memory waits
     /// with the work of the one before: call it for the next command, then apply the
-    /// current one. A hint only: it changes nothing, and `apply` gives the same outcome
-    /// with or without it.
+    /// current one (or let [`Self::apply_hinting`] choose when). A hint only: it
+    /// changes nothing, and `apply` gives the same outcome with or without it.
     ///
     /// For a placement, that is the slot of its idempotency key: in a book of millions
     /// of orders the key index is far larger than the caches, and a new key's lookup
@@ -209,6 +209,32 @@ impl Ledger {
     /// the events it causes onto `events`. Holds due at `now_ms` expire first, whatever
     /// the command. A refused command changes nothing else.
     pub fn apply(&mut self, now_ms: u64, command: &Command, events: &mut Vec<Event>) -> Outcome {
+        self.apply_hinting(now_ms, command, None, events)
+    }
+
+    /// [`Self::apply`], hinting `upcoming` (the caller's next command for this ledger)
+    /// as [`Self::prefetch`] does, at a point of the command where the hint's own
+    /// waits overlap the command's. A placement hints once it has looked up its SKUs,
+    /// before it reads their records: the hint's reads (the next request's dealer, the
+    /// key slot's page) then wait alongside those, where a hint made before `apply`
+    /// waited alone (in the growing `engine_mix`, 15–45 ns per order less). Any other
+    /// command hints first; a placement refused before its SKU lookups (an invalid
+    /// key, an unknown dealer) makes no hint, which costs only the next command's wait.
+    /// The outcome, events and book are those of `apply`.
+    ///
+    /// (Hinting those refusals too, from a closure in the placement's early returns,
+    /// made every placement about 30 ns slower in the same mix: the compiler laid the
+    /// placement out differently. Measure before adding to this path.)
+    pub fn apply_hinting(
+        &mut self,
+        now_ms: u64,
+        command: &Command,
+        upcoming: Option<&Command>,
+        events: &mut Vec<Event>,
+    ) -> Outcome {
+        if let (Some(next), false) = (upcoming, matches!(command, Command::PlaceOrder(_))) {
+            self.prefetch(next);
+        }
         let expired = self.expire_due(now_ms, events);
         let pruned = self.prune_due(now_ms);
         // Handlers' results travel as `Result<Effect, Box<Rejection>>`, two words
@@ -236,7 +262,7 @@ impl Ledger {
             } => self
                 .adjust(sku, warehouse, *on_hand, now_ms, events)
                 .map_err(Box::new),
-            Command::PlaceOrder(request) => self.place(now_ms, request, events),
+            Command::PlaceOrder(request) => self.place(now_ms, request, upcoming, events),
             Command::ActOnOrder { order, action } => self
                 .act_on_order(now_ms, *order, *action, events)
                 .map_err(Box::new),

@@ -5,7 +5,7 @@
 use crate::allocation::{first_cell, split_picks, LinePlan, PickScratch, Scratch};
 use crate::catalog::Sku;
 use crate::client_orders::KeyLocation;
-use crate::command::{PlaceOrder, Unit};
+use crate::command::{Command, PlaceOrder, Unit};
 use crate::error::{Rejection, ShortLine};
 use crate::event::{Event, EventKind};
 use crate::ids::{is_valid_client_order_id, DealerId, OrderId, RegionId, SkuId, WarehouseId};
@@ -25,10 +25,13 @@ struct Placed {
 }
 
 impl Ledger {
+    /// Place `request`, hinting `upcoming` once its SKUs are looked up (see
+    /// `Ledger::apply_hinting`).
     pub(crate) fn place(
         &mut self,
         now_ms: u64,
         request: &PlaceOrder,
+        upcoming: Option<&Command>,
         events: &mut Vec<Event>,
     ) -> Result<Effect, Box<Rejection>> {
         if !is_valid_client_order_id(&request.client_order_id) {
@@ -46,7 +49,7 @@ impl Ledger {
                 dealer: request.dealer.clone(),
             })?;
         let mut scratch = self.take_scratch();
-        let result = self.place_with(now_ms, request, dealer, &mut scratch, events);
+        let result = self.place_with(now_ms, request, dealer, upcoming, &mut scratch, events);
         self.scratch = Some(scratch);
         result
     }
@@ -56,6 +59,7 @@ impl Ledger {
         now_ms: u64,
         request: &PlaceOrder,
         dealer: DealerId,
+        upcoming: Option<&Command>,
         scratch: &mut Scratch,
         events: &mut Vec<Event>,
     ) -> Result<Effect, Box<Rejection>> {
@@ -71,6 +75,11 @@ impl Ledger {
                 .iter()
                 .map(|l| self.index.skus.get(l.sku.as_str()).copied()),
         );
+        // The lines' SKU records come next, and are seldom in the cache: hint the next
+        // command now, so that its waits overlap theirs.
+        if let Some(next) = upcoming {
+            self.prefetch(next);
+        }
         if let Some(id) = keys.get_at(key_at, &self.state.orders, dealer, key) {
             let (_, order) = self.find_order(id)?;
             return if order.to_order().same_request(request, &scratch.sku_ids) {

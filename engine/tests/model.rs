@@ -2909,13 +2909,15 @@ impl Runner {
             self.ledger = restored;
             return Ok(());
         };
-        // A hint for every command the stream makes, valid or not: the outcome, the
-        // events and the book checked below must be as if it were not there.
-        self.ledger.prefetch(&command);
+        // A hint for every command the stream makes, valid or not (the command hints
+        // itself): the outcome, the events and the book checked below must be as if it
+        // were not there.
         let before = Before::of(&self.ledger);
         let last_seq = self.ledger.last_event_seq();
         let mut events = Vec::new();
-        let outcome = self.ledger.apply(now, &command, &mut events);
+        let outcome = self
+            .ledger
+            .apply_hinting(now, &command, Some(&command), &mut events);
         let (expected, changed, expected_events) = self.model.apply(now, &command);
         let n = self.log.len() + 1;
         let context = |what: String| format!("step {n} at {now} ms, {command:?}:\n{what}");

@@ -514,14 +514,31 @@ impl Sequencer {
                 drop(job);
                 continue;
             }
-            if let Some(next) = jobs.peek() {
+            // Each command is applied with the next one for the same ledger as its hint,
+            // which the ledger makes where its own waits hide the hint's: the rest of
+            // the job, then the next job's first command if it is for the same tenant.
+            // A next job for another tenant is hinted to its ledger before this one.
+            let next_job = jobs.peek();
+            let next_here = next_job.and_then(|next| match &next.work {
+                Work::Commands(commands) if next.tenant == job.tenant => commands.first(),
+                _ => None,
+            });
+            if let (Some(next), None) = (next_job, next_here) {
                 self.prefetch(next);
             }
             let mut outcomes = Vec::new();
             if let Work::Commands(commands) = &job.work {
                 self.ensure_tenant(&job.tenant, now, &mut records, &mut events);
-                for command in commands {
-                    let outcome = self.apply(&job.tenant, now, command, &mut records, &mut events);
+                for (i, command) in commands.iter().enumerate() {
+                    let upcoming = commands.get(i + 1).or(next_here);
+                    let outcome = self.apply(
+                        &job.tenant,
+                        now,
+                        command,
+                        upcoming,
+                        &mut records,
+                        &mut events,
+                    );
                     outcomes.push(outcome);
                 }
             }
@@ -539,7 +556,7 @@ impl Sequencer {
         if ticking && !failed {
             let names: Vec<String> = self.tenants.keys().cloned().collect();
             for name in names {
-                self.apply(&name, now, &Command::Tick, &mut records, &mut events);
+                self.apply(&name, now, &Command::Tick, None, &mut records, &mut events);
             }
         }
         self.commit(wal, records, delivers, events);
@@ -570,7 +587,8 @@ impl Sequencer {
         self.tenants.insert(tenant.to_owned(), Ledger::default());
         let patch = self.config.initial_settings(tenant);
         if patch != allot_engine::SettingsPatch::default() {
-            let outcome = self.apply(tenant, now, &Command::PutSettings(patch), records, events);
+            let patch = Command::PutSettings(patch);
+            let outcome = self.apply(tenant, now, &patch, None, records, events);
             if let Err(rejection) = outcome.result {
                 tracing::warn!(tenant, %rejection, "the configured settings were refused");
             }
@@ -582,13 +600,14 @@ impl Sequencer {
         tenant: &str,
         now: u64,
         command: &Command,
+        upcoming: Option<&Command>,
         records: &mut Vec<Vec<u8>>,
         events: &mut BatchEvents,
     ) -> Outcome {
         let ledger = self.tenants.get_mut(tenant).expect("the tenant exists");
         let raw = &mut self.raw_events;
         raw.clear();
-        let outcome = ledger.apply(now, command, raw);
+        let outcome = ledger.apply_hinting(now, command, upcoming, raw);
         if outcome.changed {
             records.push(encode_entry(tenant, now, command));
             if let Some(view) = self.views.get_mut(tenant) {
