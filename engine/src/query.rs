@@ -315,7 +315,9 @@ impl Ledger {
         let mut page = Vec::new();
         let mut next = None;
         // Pruned orders may still be listed until the list is compacted: skip them.
-        let kept = (self.index.dealer_orders)
+        let kept = self
+            .index
+            .dealer_orders
             .newest_first(id, before)
             .filter_map(|id| self.state.orders.get(id.slot()?));
         for order in kept {

@@ -517,12 +517,16 @@ impl Sequencer {
             // Each command is applied with the next one for the same ledger as its hint,
             // which the ledger makes where its own waits hide the hint's: the rest of
             // the job, then the next job's first command if it is for the same tenant.
-            // A next job for another tenant is hinted to its ledger before this one.
+            // A next job for another tenant (or after a job without commands) is hinted
+            // to its ledger before this one.
+            let applies = matches!(&job.work, Work::Commands(commands) if !commands.is_empty());
             let next_job = jobs.peek();
-            let next_here = next_job.and_then(|next| match &next.work {
-                Work::Commands(commands) if next.tenant == job.tenant => commands.first(),
-                _ => None,
-            });
+            let next_here = next_job
+                .filter(|_| applies)
+                .and_then(|next| match &next.work {
+                    Work::Commands(commands) if next.tenant == job.tenant => commands.first(),
+                    _ => None,
+                });
             if let (Some(next), None) = (next_job, next_here) {
                 self.prefetch(next);
             }
