@@ -124,38 +124,47 @@ impl DealerOrders {
     /// Order `id` of `dealer` has closed (whether or not `listed` says so yet).
     #[inline]
     pub fn closed(&mut self, dealer: DealerId, id: OrderId, listed: impl Fn(OrderId) -> Listed) {
-        // An order still in the log is entered as `listed` has it then.
-        if self.is_recent(id) {
-            return;
-        }
-        let d = dealer.index();
-        let (Some(stale), Some(lists)) = (self.closed_entries.get_mut(d), self.lists.get_mut(d))
-        else {
-            return;
-        };
-        *stale += 1;
-        if *stale > STALE_MIN && *stale as usize * 2 > lists.open.len() {
-            lists.open.retain(|&o| o != id && listed(o) == Listed::Open);
-            *stale = 0;
-        }
+        self.stale(dealer, id, false, |o| o != id && listed(o) == Listed::Open);
     }
 
     /// Order `id` of `dealer` was pruned (whether or not `listed` says so yet).
     #[inline]
     pub fn pruned(&mut self, dealer: DealerId, id: OrderId, listed: impl Fn(OrderId) -> Listed) {
+        self.stale(dealer, id, true, |o| o != id && listed(o) != Listed::Pruned);
+    }
+
+    /// Counts order `id` as a stale entry of its dealer's open list (or, if `pruned`,
+    /// of its list of all orders), and once the stale entries outnumber the others
+    /// (and `STALE_MIN`), keeps only the entries `keep` holds. An order still in the
+    /// log is in no list: it is entered as the book has it then.
+    #[inline]
+    fn stale(
+        &mut self,
+        dealer: DealerId,
+        id: OrderId,
+        pruned: bool,
+        keep: impl Fn(OrderId) -> bool,
+    ) {
         if self.is_recent(id) {
             return;
         }
         let d = dealer.index();
-        let (Some(stale), Some(lists)) = (self.pruned_entries.get_mut(d), self.lists.get_mut(d))
-        else {
+        let counts = if pruned {
+            &mut self.pruned_entries
+        } else {
+            &mut self.closed_entries
+        };
+        let (Some(stale), Some(lists)) = (counts.get_mut(d), self.lists.get_mut(d)) else {
             return;
         };
+        let list = if pruned {
+            &mut lists.all
+        } else {
+            &mut lists.open
+        };
         *stale += 1;
-        if *stale > STALE_MIN && *stale as usize * 2 > lists.all.len() {
-            lists
-                .all
-                .retain(|&o| o != id && listed(o) != Listed::Pruned);
+        if *stale > STALE_MIN && *stale as usize * 2 > list.len() {
+            list.retain(|&o| keep(o));
             *stale = 0;
         }
     }
