@@ -18,7 +18,7 @@
 //! from its hash alone: a placement locates its key first and prefetches that slot
 //! (see [`ClientOrders::prefetch`]), then checks the order's SKUs while the line
 //! arrives; a caller holding the next command can start that load one command
-//! earlier still (`Ledger::prefetch`). A key's home slot is the top bits of its tag's
+//! earlier still (`Ledger::apply_hinting`, `Ledger::prefetch`). A key's home slot is the top bits of its tag's
 //! hash, so slots keep their keys in home order and growing a part rewrites it front
 //! to back instead of scattering every word over a cold new table. (The tag has 24
 //! bits, so a part of more than 2^24 slots, in a book of some 2 billion keys, would
@@ -113,7 +113,8 @@ impl ClientOrders {
 
     /// Starts loading the slots where a lookup of the key at `at` begins (if the index
     /// is large), so that the lookup, made after the order's SKU lookups (or in the
-    /// next command, for a hint from `Ledger::prefetch`), finds them in the cache.
+    /// next command, for a hint from `Ledger::apply_hinting` or `Ledger::prefetch`),
+    /// finds them in the cache.
     #[inline]
     pub fn prefetch(&self, at: KeyLocation) {
         if self.worth_prefetching() {
