@@ -5,7 +5,9 @@ use std::collections::VecDeque;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use allot_benches::{apply_ok, build_book, close_window, steady_book, steady_orders, Orders};
+use allot_benches::{
+    apply_ok, build_book, close_window, placed, steady_book, steady_orders, Orders,
+};
 use allot_engine::{Command, Effect, Event, Ledger, OrderId};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -33,9 +35,7 @@ fn steady(c: &mut Criterion, name: &str, hot: bool, retention_s: u64) {
                 let (order, upcoming) = orders.next_and_upcoming();
                 let outcome =
                     ledger.apply_hinting(now_ms, black_box(order), Some(upcoming), &mut events);
-                let Ok(Effect::OrderPlaced(id)) = outcome.result else {
-                    panic!("placement refused: {outcome:?}");
-                };
+                let id = placed(outcome);
                 close_window(&mut ledger, now_ms, id, &mut events);
                 events.clear();
             }

@@ -17,8 +17,7 @@
 
 use std::time::{Duration, Instant};
 
-use allot_benches::{close_window, steady_book, steady_orders};
-use allot_engine::Effect;
+use allot_benches::{close_window, placed, steady_book, steady_orders};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -46,9 +45,7 @@ fn main() {
         for now_ms in 2..u64::from(rounds) * u64::from(ORDERS_PER_ROUND) + 2 {
             let (order, upcoming) = orders.next_and_upcoming();
             let outcome = ledger.apply_hinting(now_ms, order, Some(upcoming), &mut events);
-            let Ok(Effect::OrderPlaced(id)) = outcome.result else {
-                panic!("placement refused: {outcome:?}");
-            };
+            let id = placed(outcome);
             close_window(&mut ledger, now_ms, id, &mut events);
             events.clear();
         }
@@ -74,9 +71,7 @@ fn main() {
             let took = placing_from.elapsed();
             placing += took;
             slowest = slowest.max(took);
-            let Ok(Effect::OrderPlaced(id)) = outcome.result else {
-                panic!("placement refused: {outcome:?}");
-            };
+            let id = placed(outcome);
             let closing_from = Instant::now();
             close_window(&mut ledger, now_ms, id, &mut events);
             closing += closing_from.elapsed();

@@ -7,8 +7,10 @@
 //! instead (each confirmed and shipped, or cancelled, 1,000 orders after it was
 //! placed), so the book holds closed orders: what history costs a book that keeps it.
 
-use allot_benches::{apply_ok, build_book, close_window, steady_book, steady_orders, Orders};
-use allot_engine::{Effect, Ledger};
+use allot_benches::{
+    apply_ok, build_book, close_window, placed, steady_book, steady_orders, Orders,
+};
+use allot_engine::Ledger;
 
 fn resident_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -81,9 +83,7 @@ fn closed_book(orders: u64) -> (Ledger, u64) {
     let mut events = Vec::new();
     for now_ms in 2..orders + 2 {
         let outcome = ledger.apply(now_ms, pool.next_order(), &mut events);
-        let Ok(Effect::OrderPlaced(id)) = outcome.result else {
-            panic!("placement refused: {outcome:?}");
-        };
+        let id = placed(outcome);
         close_window(&mut ledger, now_ms, id, &mut events);
         events.clear();
     }

@@ -12,8 +12,8 @@
 //! mix; 0 keeps every order). `--toggle-collect` counts the loop alone, not the
 //! book's set-up; divide the total by ORDERS.
 
-use allot_benches::{close_window, steady_book, steady_orders, OrderPool};
-use allot_engine::{Effect, Ledger};
+use allot_benches::{close_window, placed, steady_book, steady_orders, OrderPool};
+use allot_engine::Ledger;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -24,9 +24,7 @@ fn run_mix(ledger: &mut Ledger, orders: &mut OrderPool, count: u64) {
     for now_ms in 2..count + 2 {
         let (order, upcoming) = orders.next_and_upcoming();
         let outcome = ledger.apply_hinting(now_ms, order, Some(upcoming), &mut events);
-        let Ok(Effect::OrderPlaced(id)) = outcome.result else {
-            panic!("placement refused: {outcome:?}");
-        };
+        let id = placed(outcome);
         close_window(ledger, now_ms, id, &mut events);
         events.clear();
     }
