@@ -1,8 +1,8 @@
 //! Closed orders, kept compactly. A shipped, cancelled, expired or rejected order never
 //! changes again, and a book keeps it as history (until its retention, if one is set),
 //! so it is stored as a short byte record instead of an [`Order`] (296 bytes); the
-//! order id is implied by where the record is kept. A 3-line order's record is about
-//! 80 bytes. Every byte a book keeps per order is memory the process must fault in,
+//! order id is implied by where the record is kept. A 3-line order's record is 61
+//! to 80 bytes. Every byte a book keeps per order is memory the process must fault in,
 //! so the smaller history is also a faster placement once the book is large.
 //!
 //! A record starts with a fixed header, what the hot paths read without decoding the
@@ -13,12 +13,21 @@
 //! status u8 · flags u8 · dealer u32 · key length u8 · key · updated_at_ms u64
 //! ```
 //!
-//! Then the body, in one of two forms. Most orders fit the narrow form, fixed-width
+//! Then the body, in one of three forms. Most orders fit the narrow form, fixed-width
 //! fields written and read without loops (its conditions are at [`write_narrow`]):
 //!
 //! ```text
 //! updated_at_ms − created_at_ms u32 · total u32 · rebate_used u32 · line count u8 ·
 //! per line: sku u32 · qty u32 · unit_price u32 · the one warehouse it came from u16
+//! ```
+//!
+//! and most of those its small variant, for an order that used no rebate and whose
+//! SKU ids and quantities fit 16 bits and warehouse ids 8 (a 3-line order's record
+//! takes 61 bytes instead of 80; every byte kept is memory a growing book faults in):
+//!
+//! ```text
+//! updated_at_ms − created_at_ms u32 · total u32 · line count u8 ·
+//! per line: sku u16 · qty u16 · unit_price u32 · the one warehouse it came from u8
 //! ```
 //!
 //! Every other order takes the wide form, LEB128 varints (signed ones zigzagged):
@@ -37,11 +46,12 @@ use crate::ids::{DealerId, OrderId, PromotionId, SkuId, WarehouseId};
 use crate::order::{Allocation, Allocations, Order, OrderLine, OrderLines, OrderStatus};
 
 /// Order flags: placed with `backorder: true`; some line has a promotion; the body is
-/// in the narrow form.
+/// in the narrow form; (with `NARROW`) in its small variant.
 const BACKORDER: u8 = 1;
 const PROMOTIONS: u8 = 2;
 const NARROW: u8 = 4;
-const FLAGS: u8 = BACKORDER | PROMOTIONS | NARROW;
+const SMALL: u8 = 8;
+const FLAGS: u8 = BACKORDER | PROMOTIONS | NARROW | SMALL;
 /// Line flags (wide form): requested in cases; priced at a promotion; `qty` differs
 /// from `requested_qty` (so it is stored).
 const CASE: u8 = 1;
@@ -52,9 +62,20 @@ const LINE_FLAGS: u8 = CASE | PROMOTION | QTY_DIFFERS;
 /// Bytes of the header before the key, and after it.
 const HEAD: usize = 7;
 const UPDATED: usize = 8;
-/// Bytes of a narrow body before its lines, and of each line.
+/// Bytes of a narrow body before its lines, and of each line; in the small variant.
 const NARROW_HEAD: usize = 13;
 const NARROW_LINE: usize = 14;
+const SMALL_HEAD: usize = 9;
+const SMALL_LINE: usize = 9;
+
+/// The lengths of a narrow body's head and of each of its lines.
+const fn narrow_sizes(small: bool) -> (usize, usize) {
+    if small {
+        (SMALL_HEAD, SMALL_LINE)
+    } else {
+        (NARROW_HEAD, NARROW_LINE)
+    }
+}
 
 /// Appends the record of `order`, which is closed (and so has no hold deadline), and
 /// whose key is a valid one (at most `CLIENT_ORDER_ID_LEN_MAX` bytes).
@@ -92,9 +113,23 @@ fn head(order: &Order, mut flags: u8) -> [u8; HEAD] {
 /// a quantity and a non-negative price in 32 bits, and reserved whole in one
 /// warehouse whose id fits 16 bits, recorded as the line's own allocation in line
 /// order. Returns whether it did; if not, it may have appended part of one. Checked
-/// as it is written, in one pass over the lines.
+/// as it is written, in one pass over the lines (two for an order that turns out not
+/// to fit the small variant).
 #[inline]
 fn write_narrow(order: &Order, out: &mut Vec<u8>) -> bool {
+    let start = out.len();
+    if order.rebate_used == 0 && write_fixed::<true>(order, out) {
+        return true;
+    }
+    out.truncate(start);
+    write_fixed::<false>(order, out)
+}
+
+/// [`write_narrow`] in the small variant or not, as `SMALL_FORM` says; returns whether
+/// the order fits it.
+#[inline]
+fn write_fixed<const SMALL_FORM: bool>(order: &Order, out: &mut Vec<u8>) -> bool {
+    let (body_len, line_len) = narrow_sizes(SMALL_FORM);
     let (lines, allocations) = (&order.lines[..], &order.allocations[..]);
     let delta = order.updated_at_ms.wrapping_sub(order.created_at_ms);
     let (Ok(delta), Ok(total), Ok(rebate), Ok(count)) = (
@@ -111,22 +146,27 @@ fn write_narrow(order: &Order, out: &mut Vec<u8>) -> bool {
     let key = order.client_order_id.as_bytes();
     let start = out.len();
     out.resize(
-        start + HEAD + key.len() + UPDATED + NARROW_HEAD + NARROW_LINE * lines.len(),
+        start + HEAD + key.len() + UPDATED + body_len + line_len * lines.len(),
         0,
     );
+    let flags = if SMALL_FORM { NARROW | SMALL } else { NARROW };
     let (head_bytes, rest) = out[start..].split_at_mut(HEAD);
-    head_bytes.copy_from_slice(&head(order, NARROW));
+    head_bytes.copy_from_slice(&head(order, flags));
     let (key_bytes, rest) = rest.split_at_mut(key.len());
     key_bytes.copy_from_slice(key);
     let (updated, rest) = rest.split_at_mut(UPDATED);
     updated.copy_from_slice(&order.updated_at_ms.to_le_bytes());
-    let (body_head, line_bytes) = rest.split_at_mut(NARROW_HEAD);
+    let (body_head, line_bytes) = rest.split_at_mut(body_len);
     body_head[0..4].copy_from_slice(&delta.to_le_bytes());
     body_head[4..8].copy_from_slice(&total.to_le_bytes());
-    body_head[8..12].copy_from_slice(&rebate.to_le_bytes());
-    body_head[12] = count;
+    if SMALL_FORM {
+        body_head[8] = count;
+    } else {
+        body_head[8..12].copy_from_slice(&rebate.to_le_bytes());
+        body_head[12] = count;
+    }
     let pairs = lines.iter().zip(allocations).enumerate();
-    for (bytes, (i, (line, allocation))) in line_bytes.chunks_exact_mut(NARROW_LINE).zip(pairs) {
+    for (bytes, (i, (line, allocation))) in line_bytes.chunks_exact_mut(line_len).zip(pairs) {
         let plain = line.unit == Unit::Unit
             && line.qty == line.requested_qty
             && line.promotion.is_none()
@@ -141,10 +181,24 @@ fn write_narrow(order: &Order, out: &mut Vec<u8>) -> bool {
         ) else {
             return false;
         };
-        bytes[0..4].copy_from_slice(&line.sku.0.to_le_bytes());
-        bytes[4..8].copy_from_slice(&qty.to_le_bytes());
-        bytes[8..12].copy_from_slice(&price.to_le_bytes());
-        bytes[12..14].copy_from_slice(&warehouse.to_le_bytes());
+        if SMALL_FORM {
+            let (Ok(sku), Ok(qty), Ok(warehouse)) = (
+                u16::try_from(line.sku.0),
+                u16::try_from(qty),
+                u8::try_from(warehouse),
+            ) else {
+                return false;
+            };
+            bytes[0..2].copy_from_slice(&sku.to_le_bytes());
+            bytes[2..4].copy_from_slice(&qty.to_le_bytes());
+            bytes[4..8].copy_from_slice(&price.to_le_bytes());
+            bytes[8] = warehouse;
+        } else {
+            bytes[0..4].copy_from_slice(&line.sku.0.to_le_bytes());
+            bytes[4..8].copy_from_slice(&qty.to_le_bytes());
+            bytes[8..12].copy_from_slice(&price.to_le_bytes());
+            bytes[12..14].copy_from_slice(&warehouse.to_le_bytes());
+        }
     }
     true
 }
@@ -229,7 +283,7 @@ pub(crate) fn header(bytes: &[u8]) -> Option<Header<'_>> {
     let head: &[u8; HEAD] = bytes.get(..HEAD)?.try_into().ok()?;
     let status = *OrderStatus::ALL.get(usize::from(head[0]))?;
     let flags = head[1];
-    if flags & !FLAGS != 0 {
+    if flags & !FLAGS != 0 || flags & (NARROW | SMALL) == SMALL {
         return None;
     }
     let dealer = DealerId(u32::from_le_bytes([head[2], head[3], head[4], head[5]]));
@@ -247,10 +301,10 @@ pub(crate) fn header(bytes: &[u8]) -> Option<Header<'_>> {
 }
 
 impl Header<'_> {
-    /// Whether the body is in the narrow form.
+    /// Whether the body is in the narrow form's small variant.
     #[cfg(test)]
-    pub(crate) fn is_narrow(&self) -> bool {
-        self.flags & NARROW != 0
+    pub(crate) fn is_small(&self) -> bool {
+        self.flags & (NARROW | SMALL) == NARROW | SMALL
     }
 
     /// Whether some line has a promotion.
@@ -262,8 +316,10 @@ impl Header<'_> {
     /// `None` if the record does not decode.
     pub(crate) fn decode(&self, id: OrderId) -> Option<(Order, usize)> {
         let client_order_id = std::str::from_utf8(self.key).ok()?;
-        let (body, body_len) = if self.flags & NARROW != 0 {
-            read_narrow(self.body)?
+        let (body, body_len) = if self.flags & SMALL != 0 {
+            read_narrow::<true>(self.body)?
+        } else if self.flags & NARROW != 0 {
+            read_narrow::<false>(self.body)?
         } else {
             read_wide(self.body)?
         };
@@ -312,32 +368,44 @@ struct Body {
     allocations: Allocations,
 }
 
-/// The narrow body at the start of `bytes`, and its length.
-fn read_narrow(bytes: &[u8]) -> Option<(Body, usize)> {
-    let head: &[u8; NARROW_HEAD] = bytes.get(..NARROW_HEAD)?.try_into().ok()?;
+/// The narrow body (in the variant `SMALL_FORM` says) at the start of `bytes`, and
+/// its length.
+fn read_narrow<const SMALL_FORM: bool>(bytes: &[u8]) -> Option<(Body, usize)> {
+    let (head_len, line_len) = narrow_sizes(SMALL_FORM);
+    let head = bytes.get(..head_len)?;
     let word = |at: usize| u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
-    let (created_delta, total, rebate_used) = (word(0), word(4), word(8));
-    let count = usize::from(head[12]);
-    let len = NARROW_HEAD + NARROW_LINE * count;
-    let lines_bytes = bytes.get(NARROW_HEAD..len)?;
+    let (created_delta, total) = (word(0), word(4));
+    let (rebate_used, count) = if SMALL_FORM {
+        (0, usize::from(head[8]))
+    } else {
+        (word(8), usize::from(head[12]))
+    };
+    let len = head_len + line_len * count;
+    let lines_bytes = bytes.get(head_len..len)?;
     let mut lines = OrderLines::with_capacity(count);
     let mut allocations = Allocations::with_capacity(count);
-    for (i, line) in lines_bytes.chunks_exact(NARROW_LINE).enumerate() {
+    for (i, line) in lines_bytes.chunks_exact(line_len).enumerate() {
+        let half = |at: usize| u32::from(u16::from_le_bytes([line[at], line[at + 1]]));
         let word =
             |at: usize| u32::from_le_bytes([line[at], line[at + 1], line[at + 2], line[at + 3]]);
-        let qty = u64::from(word(4));
+        let (sku, qty, unit_price, warehouse) = if SMALL_FORM {
+            (half(0), half(2), word(4), u32::from(line[8]))
+        } else {
+            (word(0), word(4), word(8), half(12))
+        };
+        let qty = u64::from(qty);
         lines.push(OrderLine {
-            sku: SkuId(word(0)),
+            sku: SkuId(sku),
             requested_qty: qty,
             unit: Unit::Unit,
             qty,
-            unit_price: i64::from(word(8)),
+            unit_price: i64::from(unit_price),
             backordered: 0,
             promotion: None,
         });
         allocations.push(Allocation {
             line: i as u32,
-            warehouse: WarehouseId(u32::from(u16::from_le_bytes([line[12], line[13]]))),
+            warehouse: WarehouseId(warehouse),
             qty,
         });
     }
@@ -600,6 +668,64 @@ mod tests {
             )
     }
 
+    /// A closed order as most are in a book of fewer than 65,536 SKUs and 256
+    /// warehouses, with small quantities: ids, quantities and the rebate at and on
+    /// either side of the small variant's limits.
+    fn small_order() -> impl Strategy<Value = Order> {
+        let near = |limit: u32| prop_oneof![0..=limit, Just(limit), Just(limit + 1)];
+        let line = (
+            near(u32::from(u16::MAX)),
+            near(u32::from(u16::MAX)),
+            0..=i64::from(u32::MAX),
+            near(u32::from(u8::MAX)),
+        );
+        (
+            plain_order(),
+            proptest::collection::vec(line, 0..6),
+            prop_oneof![3 => Just(0), 1 => 1..=10_i64],
+        )
+            .prop_map(|(mut order, lines, rebate)| {
+                order.lines = lines
+                    .iter()
+                    .map(|&(sku, qty, unit_price, _)| OrderLine {
+                        sku: SkuId(sku),
+                        requested_qty: u64::from(qty),
+                        unit: Unit::Unit,
+                        qty: u64::from(qty),
+                        unit_price,
+                        backordered: 0,
+                        promotion: None,
+                    })
+                    .collect();
+                order.allocations = lines
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &(_, qty, _, warehouse))| Allocation {
+                        line: i as u32,
+                        warehouse: WarehouseId(warehouse),
+                        qty: u64::from(qty),
+                    })
+                    .collect();
+                order.total = order.total.max(rebate);
+                order.rebate_used = rebate;
+                order
+            })
+    }
+
+    /// Whether `order`, in the narrow form, fits its small variant.
+    fn fits_small(order: &Order) -> bool {
+        order.rebate_used == 0
+            && order
+                .lines
+                .iter()
+                .zip(&order.allocations[..])
+                .all(|(l, a)| {
+                    u16::try_from(l.sku.0).is_ok()
+                        && u16::try_from(l.qty).is_ok()
+                        && u8::try_from(a.warehouse.0).is_ok()
+                })
+    }
+
     /// `order` (which fits the narrow form) with one field changed by `value`.
     fn off_narrow(mut order: Order, field: usize, value: u32) -> Order {
         let big = u64::from(u32::MAX) + 1 + u64::from(value);
@@ -667,13 +793,20 @@ mod tests {
             round_trip(&order, tail)?;
         }
 
-        /// The same, for orders that fit the narrow form, and they take it.
+        /// The same, for orders that fit the narrow form, and they take it: its small
+        /// variant exactly when they fit that too.
         #[test]
-        fn plain_orders_take_the_narrow_form(order in plain_order(), tail in any::<u8>()) {
+        fn plain_orders_take_the_narrow_form(
+            order in prop_oneof![plain_order(), small_order()],
+            tail in any::<u8>(),
+        ) {
             let record = round_trip(&order, tail)?;
-            prop_assert_eq!(record[1] & NARROW, NARROW);
+            let small = fits_small(&order);
+            let form = if small { NARROW | SMALL } else { NARROW };
+            prop_assert_eq!(record[1] & (NARROW | SMALL), form);
+            let (body_head, line) = narrow_sizes(small);
             let narrow_len =
-                HEAD + order.client_order_id.len() + UPDATED + NARROW_HEAD + NARROW_LINE * order.lines.len();
+                HEAD + order.client_order_id.len() + UPDATED + body_head + line * order.lines.len();
             prop_assert_eq!(record.len(), narrow_len);
         }
 
@@ -681,7 +814,7 @@ mod tests {
         /// (through the wide form, or the narrow one if the change still fits it).
         #[test]
         fn orders_one_field_off_the_narrow_form_round_trip(
-            (order, tail) in (plain_order(), 0..9usize, any::<u32>(), any::<u8>())
+            (order, tail) in (prop_oneof![plain_order(), small_order()], 0..9usize, any::<u32>(), any::<u8>())
                 .prop_map(|(order, field, value, tail)| (off_narrow(order, field, value), tail))
         ) {
             round_trip(&order, tail)?;
@@ -691,9 +824,9 @@ mod tests {
         /// any kind (in either form), or noise alone, never panics.
         #[test]
         fn cut_or_arbitrary_records_are_refused_without_panic(
-            order in prop_oneof![closed_order(), plain_order()],
+            order in prop_oneof![closed_order(), plain_order(), small_order()],
             cut in any::<prop::sample::Index>(),
-            narrow in any::<bool>(),
+            form in prop_oneof![Just(0), Just(NARROW), Just(NARROW | SMALL)],
             noise in proptest::collection::vec(any::<u8>(), 0..96),
         ) {
             let mut bytes = Vec::new();
@@ -702,7 +835,7 @@ mod tests {
             prop_assert!(header(short).and_then(|h| h.decode(order.id)).is_none());
             let head_len = HEAD + order.client_order_id.len() + UPDATED;
             let mut forged = bytes[..head_len].to_vec();
-            forged[1] = if narrow { NARROW } else { 0 };
+            forged[1] = form;
             forged.extend_from_slice(&noise);
             for bytes in [&forged, &noise] {
                 if let Some(h) = header(bytes) {
@@ -747,8 +880,24 @@ mod tests {
         };
         let mut bytes = Vec::new();
         encode(&order, &mut bytes);
-        assert_eq!(bytes.len(), 80, "{bytes:?}");
-        assert_eq!(bytes[1], NARROW);
+        assert_eq!(bytes.len(), 61, "{bytes:?}");
+        assert_eq!(bytes[1], NARROW | SMALL);
+        // Any rebate used, or a SKU id past 16 bits, takes the narrow form's 32-bit
+        // fields.
+        let mut with_rebate = order.clone();
+        with_rebate.rebate_used = 1;
+        let mut big_sku = order.clone();
+        big_sku.lines[2].sku = SkuId(65_536);
+        for other in [with_rebate, big_sku] {
+            let mut bytes = Vec::new();
+            encode(&other, &mut bytes);
+            assert_eq!((bytes.len(), bytes[1]), (80, NARROW), "{other:?}");
+        }
+        // The small flag alone names no form.
+        let mut forged = Vec::new();
+        encode(&order, &mut forged);
+        forged[1] = SMALL;
+        assert!(header(&forged).is_none());
         // One line in cases takes the wide form, still far below an `Order`'s size.
         let mut in_cases = order.clone();
         in_cases.lines[1].unit = Unit::Case;

@@ -1588,17 +1588,18 @@ pub(crate) mod tests {
             "one slot per open order, and one free"
         );
         assert_eq!(orders.iter_open().count() as u64, OPEN);
-        // Every closed order of the first chunk is a narrow record: header, key
-        // (`PO-` and four digits or fewer), three lines.
+        // Every closed order of the first chunk is a narrow record in its small
+        // variant (the book's ids and quantities are small, and no rebate is used):
+        // header, key (`PO-` and four digits or fewer), three lines.
         let chunk = &orders.chunks[0];
         for (slot, at) in chunk.slots.iter().enumerate() {
             let Some(Place::Closed(at)) = at.place() else {
                 panic!("order {} is closed", slot + 1);
             };
             let header = crate::closed::header(&chunk.closed[at..]).expect("a record");
-            assert!(header.is_narrow(), "order {}", slot + 1);
+            assert!(header.is_small(), "order {}", slot + 1);
         }
-        assert!(chunk.closed.len() <= ORDERS_PER_CHUNK * (7 + 7 + 8 + 13 + 3 * 14));
+        assert!(chunk.closed.len() <= ORDERS_PER_CHUNK * (7 + 7 + 8 + 9 + 3 * 9));
         // The estimate made room for the next chunks' records: no copy to a larger
         // vector, so no more room than an eighth over what the chunk before used.
         for pair in orders.chunks[..3].windows(2) {

@@ -12,7 +12,11 @@ use crate::storage::{write_all, Storage};
 pub const SNAPSHOT_HEADER_LEN: usize = 104;
 const SNAPSHOT_MAGIC: &[u8; 8] = b"ALLOTSNP";
 /// 2: ledgers keep closed orders as compact records (version 1 blobs do not decode).
-const SNAPSHOT_VERSION: u32 = 2;
+/// 3: records may take the small narrow form; version 2 blobs still decode (they just
+/// hold none), so both are read, and an older build refuses version 3 by name instead
+/// of failing on the first small record.
+const SNAPSHOT_VERSION: u32 = 3;
+const SNAPSHOT_VERSIONS_READ: std::ops::RangeInclusive<u32> = 2..=SNAPSHOT_VERSION;
 const SNAPSHOT_SUFFIX: &str = ".snap";
 pub(crate) const TMP_SUFFIX: &str = ".tmp";
 
@@ -53,7 +57,7 @@ impl SnapshotHeader {
             return Err("header checksum mismatch".into());
         }
         let version = read_u32(bytes, 8);
-        if version != SNAPSHOT_VERSION {
+        if !SNAPSHOT_VERSIONS_READ.contains(&version) {
             return Err(format!("unsupported snapshot format version {version}"));
         }
         Ok(Self {
@@ -174,12 +178,23 @@ mod tests {
         };
         let bytes = header.encode();
         assert_eq!(SnapshotHeader::decode(&bytes), Ok(header));
-        // Version 1, as earlier builds wrote it, with a valid checksum.
-        let mut older = bytes;
-        older[8..12].copy_from_slice(&1u32.to_le_bytes());
-        let crc = crc32c::crc32c(&older[..100]);
-        older[100..104].copy_from_slice(&crc.to_le_bytes());
-        let refused = SnapshotHeader::decode(&older).expect_err("version 1");
-        assert_eq!(refused, "unsupported snapshot format version 1");
+        // Another version, with a valid checksum.
+        let with_version = |version: u32| {
+            let mut other = bytes;
+            other[8..12].copy_from_slice(&version.to_le_bytes());
+            let crc = crc32c::crc32c(&other[..100]);
+            other[100..104].copy_from_slice(&crc.to_le_bytes());
+            other
+        };
+        // Version 1, as earlier builds wrote it, and a version from a later build.
+        for version in [1, SNAPSHOT_VERSION + 1] {
+            let refused = SnapshotHeader::decode(&with_version(version)).expect_err("refused");
+            assert_eq!(
+                refused,
+                format!("unsupported snapshot format version {version}")
+            );
+        }
+        // Version 2 holds no small records, which this build reads as well.
+        assert_eq!(SnapshotHeader::decode(&with_version(2)), Ok(header));
     }
 }
