@@ -18,11 +18,11 @@
 //! from its hash alone: a placement locates its key first and prefetches that slot
 //! (see [`ClientOrders::prefetch`]), then checks the order's SKUs while the line
 //! arrives; a caller holding the next command can start that load one command
-//! earlier still (`Ledger::apply_hinting`, `Ledger::prefetch`). A key's home slot is the top bits of its tag's
-//! hash, so slots keep their keys in home order and growing a part rewrites it front
-//! to back instead of scattering every word over a cold new table. (The tag has 24
-//! bits, so a part of more than 2^24 slots, in a book of some 2 billion keys, would
-//! start to cluster: lookups would stay exact, only slower.)
+//! earlier still (`Ledger::apply_hinting`, `Ledger::prefetch`). A key's home slot is
+//! the top bits of its tag's hash, so slots keep their keys in home order and growing
+//! a part rewrites it front to back instead of scattering every word over a cold new
+//! table. (The tag has 24 bits, so a part of more than 2^24 slots, in a book of some
+//! 2 billion keys, would start to cluster: lookups would stay exact, only slower.)
 
 use std::collections::BTreeMap;
 
